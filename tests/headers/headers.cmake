@@ -1,0 +1,22 @@
+# Each public header is included alone in its own translation unit, compiled as part of the
+# test build: a header that forgets an include fails here (DESIGN.md, Conventions).
+file(GLOB_RECURSE _diffuse_headers CONFIGURE_DEPENDS RELATIVE "${PROJECT_SOURCE_DIR}/include"
+     "${PROJECT_SOURCE_DIR}/include/diffuse/*.hpp")
+set(_diffuse_header_sources "")
+foreach(_h IN LISTS _diffuse_headers)
+  string(MAKE_C_IDENTIFIER "${_h}" _id)
+  set(_src "${CMAKE_CURRENT_BINARY_DIR}/headers/${_id}.cpp")
+  set(_content "// Generated: ${_h} compiles on its own.\n#include <${_h}>\n#include <${_h}>  // and twice (#pragma once)\n")
+  if(EXISTS "${_src}")
+    file(READ "${_src}" _old)
+  else()
+    set(_old "")
+  endif()
+  if(NOT _old STREQUAL _content)
+    file(WRITE "${_src}" "${_content}")
+  endif()
+  list(APPEND _diffuse_header_sources "${_src}")
+endforeach()
+add_library(diffuse_header_checks OBJECT ${_diffuse_header_sources})
+target_link_libraries(diffuse_header_checks PRIVATE diffuse::diffuse)
+target_compile_options(diffuse_header_checks PRIVATE -Wall -Wextra)
