@@ -57,7 +57,7 @@ TEST_CASE_TEMPLATE("quantile of |x| per batch item uses torch.quantile's linear 
     test::check_quantile<T, host_space>(2, 10, 1.0);
 }
 
-TEST_CASE("quantile on a known sequence: torch.quantile([1..5], q)") {
+TEST_CASE("quantile on a known sequence, torch.quantile of 1..5") {
     // torch.quantile(tensor([1.,2.,3.,4.,5.]), q): rank = 4q; q = 0.3 -> 1 + 0.2·1 = 2.2;
     // q = 0.995 -> rank 3.98 -> 4 + 0.98 = 4.98. Values are |x| so signs do not matter.
     auto x = tensor<double, host_space>::from_values(shape{1, 5}, {-5, 2, -1, 4, 3});

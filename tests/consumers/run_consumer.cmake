@@ -15,7 +15,8 @@ set(_gen_args -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release)
 if(MODE STREQUAL "find_package")
   # Install diffuse into a private prefix, then find it from a fresh project.
   run_step(${CMAKE_COMMAND} -S "${DIFFUSE_SOURCE}" -B "${WORK}/diffuse-build" ${_gen_args}
-           -DDIFFUSE_BACKEND=${BACKEND} -DCMAKE_INSTALL_PREFIX=${WORK}/prefix)
+           -DDIFFUSE_BACKEND=${BACKEND} -DCMAKE_INSTALL_PREFIX=${WORK}/prefix
+           -DDIFFUSE_BUILD_TESTS=OFF -DDIFFUSE_BUILD_EXAMPLES=OFF -DDIFFUSE_BUILD_BENCHMARKS=OFF)
   run_step(${CMAKE_COMMAND} --install "${WORK}/diffuse-build")
   run_step(${CMAKE_COMMAND} -S "${CONSUMER_DIR}/find_package" -B "${WORK}/build" ${_gen_args}
            -DCMAKE_PREFIX_PATH=${WORK}/prefix -DCONSUMER_MAIN=${CONSUMER_DIR}/consumer_main.cpp)

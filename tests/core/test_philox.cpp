@@ -70,7 +70,7 @@ TEST_CASE("normal draws have mean 0, variance 1 and normal tails (fixed seed, de
     CHECK(std::abs((tail / n - p) / std::sqrt(p * (1 - p) / n)) < 4.89);
 }
 
-TEST_CASE("uniform draws lie in [0, 1) and pass a DKW bound") {
+TEST_CASE("uniform draws lie in the unit interval and pass a DKW bound") {
     // DKW–Massart: P(sup|F_n − F| > ε) ≤ 2 exp(−2nε²); ε = √(ln(2/α)/(2n)) with α = 1e-6.
     const std::size_t n = 100000;
     philox_rng rng(7);
@@ -86,7 +86,7 @@ TEST_CASE("uniform draws lie in [0, 1) and pass a DKW bound") {
     CHECK(d < std::sqrt(std::log(2.0 / 1e-6) / (2.0 * n)));
 }
 
-TEST_CASE("streams and seeds are independent; offsets make fills chunk-independent") {
+TEST_CASE("streams and seeds are independent, and offsets make fills chunk-independent") {
     philox_rng a(1, 0), b(1, 1), c(2, 0);
     int same_ab = 0, same_ac = 0;
     for (int i = 0; i < 1000; ++i) {

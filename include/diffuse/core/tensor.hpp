@@ -33,12 +33,10 @@ public:
     tensor_view() = default;
     tensor_view(T* data, diffuse::shape s) : data_(data), shape_(s) {}
 
-    /// A view of T converts to a view of const T.
-    operator tensor_view<const value_type, Space>() const
-        requires(!std::is_const_v<T>)
-    {
-        return {data_, shape_};
-    }
+    /// A view of T converts to a view of const T (never the other way).
+    template <class U>
+        requires(std::is_const_v<T> && std::is_same_v<T, const U>)
+    tensor_view(const tensor_view<U, Space>& other) : data_(other.data()), shape_(other.shape()) {}
 
     T* data() const { return data_; }
     const diffuse::shape& shape() const { return shape_; }
