@@ -34,7 +34,8 @@ struct lincomb_op {
 template <class T, int N>
 void check_lincomb_args(const shape& out, const shape (&xs)[N], const double (&cs)[N]) {
     for (int k = 0; k < N; ++k) {
-        const std::string name = "c" + std::to_string(k);
+        std::string name = "c";
+        name += std::to_string(k);
         require(std::isfinite(cs[k]), name, cs[k], "a finite coefficient");
         if (xs[k] != out)
             fail("shape mismatch: out has shape " + out.str() + " but x" + std::to_string(k) +
