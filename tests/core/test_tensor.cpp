@@ -67,6 +67,14 @@ TEST_CASE("tensor: copies are deep, moves steal, spaces are part of the type") {
                         "values.size() = 3", "[2, 2]");
 }
 
+TEST_CASE("bool tensors convert from and to std::vector<bool>") {
+    const std::vector<bool> v{true, false, false, true, true};
+    const auto t = tensor<bool, host_space>::from_values(shape{5}, v);
+    CHECK(t[3]);
+    CHECK(!t[1]);
+    CHECK(t.to_vector() == v);
+}
+
 TEST_CASE("copy between views checks shapes") {
     tensor<float, host_space> a(shape{2, 2}, 1.0f), b(shape{4}, 2.0f), c(shape{2, 2}, 3.0f);
     copy<float, host_space, host_space>(a.view(), c.cview());

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -117,7 +118,13 @@ public:
                 values.size(), "equal to the number of elements of shape " + s.str() + " (" +
                                    std::to_string(s.numel()) + ")");
         tensor t(s);
-        detail::copy_bytes<Space, host_space>(t.data_, values.data(), t.bytes());
+        if constexpr (std::is_same_v<T, bool>) {  // std::vector<bool> is packed: copy element-wise
+            std::unique_ptr<bool[]> buf(new bool[values.size()]);
+            std::copy(values.begin(), values.end(), buf.get());
+            detail::copy_bytes<Space, host_space>(t.data_, buf.get(), t.bytes());
+        } else {
+            detail::copy_bytes<Space, host_space>(t.data_, values.data(), t.bytes());
+        }
         return t;
     }
 
@@ -189,9 +196,15 @@ public:
 
     /// Row-major copy of the elements into a std::vector (from any space).
     std::vector<T> to_vector() const {
-        std::vector<T> v(static_cast<std::size_t>(numel()));
-        detail::copy_bytes<host_space, Space>(v.data(), data_, bytes());
-        return v;
+        if constexpr (std::is_same_v<T, bool>) {  // std::vector<bool> is packed: go through a buffer
+            std::unique_ptr<bool[]> buf(new bool[static_cast<std::size_t>(numel())]);
+            detail::copy_bytes<host_space, Space>(buf.get(), data_, bytes());
+            return std::vector<bool>(buf.get(), buf.get() + numel());
+        } else {
+            std::vector<T> v(static_cast<std::size_t>(numel()));
+            detail::copy_bytes<host_space, Space>(v.data(), data_, bytes());
+            return v;
+        }
     }
 
 private:
