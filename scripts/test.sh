@@ -10,7 +10,6 @@ diffuse_install_deps
 
 backend="${DIFFUSE_BACKEND:-openmp}"
 build="build/${backend}"
-cmake -S . -B "$build" -DDIFFUSE_BACKEND="$backend" -DCMAKE_BUILD_TYPE=Release \
-      -DPython3_EXECUTABLE="$(diffuse_python)" >/dev/null
+cmake -S . -B "$build" -DDIFFUSE_BACKEND="$backend" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j "$(diffuse_jobs)"
 ctest --test-dir "$build" -j "$(diffuse_jobs)" --output-on-failure --timeout 900
