@@ -1,9 +1,9 @@
 // .npy read/write: bitwise round trips per dtype, numpy byte-exactness, header layout, and every
 // kind of bad input giving a diffuse::error that names the file and the problem.
-#include <unistd.h>
 #include <diffuse/io/npy.hpp>
 
 #include "support/check.hpp"
+#include "support/tmp.hpp"
 
 #include <doctest/doctest.h>
 
@@ -22,11 +22,7 @@ using namespace diffuse::io;
 
 namespace {
 
-std::string tmp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() / ("diffuse_test_io_" + std::to_string(::getpid()));  // per process: ctest -j runs cases in parallel
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
-}
+std::string tmp_path(const std::string& name) { return diffuse::test::temp().file(name); }
 
 void write_bytes(const std::string& path, std::string_view bytes) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);

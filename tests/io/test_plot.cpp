@@ -1,8 +1,8 @@
 // Line plots: axis mapping, ticks, pixels of known lines, log-axis errors, and the bitmap font.
-#include <unistd.h>
 #include <diffuse/io/plot.hpp>
 
 #include "support/check.hpp"
+#include "support/tmp.hpp"
 
 #include <doctest/doctest.h>
 
@@ -180,9 +180,7 @@ TEST_CASE("plot: title, labels, legend and log axes render, save_line_plot write
     int dark = 0;
     for (std::int64_t i = 0; i < 480 * 640; ++i) dark += img[i] == 0 && img[480 * 640 + i] == 0;
     CHECK(dark > 500);  // frame, ticks and text
-    const auto dir = std::filesystem::temp_directory_path() / ("diffuse_test_io_" + std::to_string(::getpid()));  // per process: ctest -j runs cases in parallel
-    std::filesystem::create_directories(dir);
-    const std::string path = (dir / "plot_loglog.png").string();
+    const std::string path = diffuse::test::temp().file("plot_loglog.png");
     save_line_plot(path, {a, b}, o);
     CHECK(load_png(path).to_vector() == img.to_vector());
     // one point and a constant series are fine

@@ -1,9 +1,9 @@
 // PNG: checksums, zlib codec, file layout, pixel round trips, value mapping, grids, and errors.
 // C++ only: PNGs written by Python (Pillow / zlib) are embedded below as byte literals.
-#include <unistd.h>
 #include <diffuse/io/png.hpp>
 
 #include "support/check.hpp"
+#include "support/tmp.hpp"
 
 #include <doctest/doctest.h>
 
@@ -21,11 +21,7 @@ using namespace diffuse::io;
 
 namespace {
 
-std::string tmp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() / ("diffuse_test_io_" + std::to_string(::getpid()));  // per process: ctest -j runs cases in parallel
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
-}
+std::string tmp_path(const std::string& name) { return diffuse::test::temp().file(name); }
 
 std::string read_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);

@@ -6,32 +6,17 @@
 //   VP (DDPM, DDIM, DPM-Solver): a = √ᾱ, s = √(1 − ᾱ), so a² + s² = 1       -> vp_level(ᾱ)
 //   VE / EDM (Karras et al.):    a = 1,  s = σ                               -> ve_level(σ)
 //
-// The two are the same process up to the scaling x_ve = x_vp / a, σ = s / a.
+// The two are the same process up to the scaling x_ve = x_vp / a, σ = s / a. The type and its
+// constructors are the forward process's (process/forward.hpp, one layer below); they are
+// re-exported here so analytic code reads analytic::vp_level(ᾱ).
 
-#include <diffuse/core/error.hpp>
-
-#include <cmath>
+#include <diffuse/process/forward.hpp>
 
 namespace diffuse::analytic {
 
-/// The scaling a and noise standard deviation s of x_t = a·x0 + s·eps.
-/// Aggregate, so `auto [a, s] = vp_level(0.3);` works.
-struct noise_level {
-    double a;
-    double s;
-};
-
-/// VP form: a = √ᾱ, s = √(1 − ᾱ), for ᾱ in [0, 1].
-inline noise_level vp_level(double alpha_bar) {
-    require(std::isfinite(alpha_bar) && alpha_bar >= 0.0 && alpha_bar <= 1.0, "alpha_bar", alpha_bar,
-            "in the closed interval [0, 1]");
-    return {std::sqrt(alpha_bar), std::sqrt(1.0 - alpha_bar)};
-}
-
-/// VE / EDM form: a = 1, s = σ, for σ >= 0 finite.
-inline noise_level ve_level(double sigma) {
-    require_nonnegative(sigma, "sigma");
-    return {1.0, sigma};
-}
+using process::noise_level;
+using process::ve_level;
+using process::vp_level;
+using process::vp_level_from_sigma;
 
 }  // namespace diffuse::analytic

@@ -40,7 +40,7 @@ namespace diffuse::process {
 // Noise levels (docs/forward_process.md §2)
 
 /// The scaling a and noise standard deviation s of x_t = a·x0 + s·eps. Aggregate, so
-/// `auto [a, s] = vp_level(0.3);` works. Same layout as analytic::noise_level.
+/// `auto [a, s] = vp_level(0.3);` works. analytic/ re-exports it as analytic::noise_level.
 struct noise_level {
     double a;
     double s;

@@ -48,11 +48,28 @@ inline double vp_log_alpha_of_lambda(double lambda) { return -0.5 * softplus(-2.
 
 }  // namespace detail
 
+/// What every VP schedule derives from its log α(t) (CRTP: Derived provides log_alpha):
+///   σ = √(−expm1(2 log α)), log σ = ½ log(1 − α²), λ = log α − log σ, log SNR = 2λ,
+///   σ_ve = √(α^{−2} − 1) = √(expm1(−2 log α)) — each in the cancellation-free form.
+template <class Derived>
+class vp_from_log_alpha {
+public:
+    double alpha(double t) const { return std::exp(la(t)); }
+    double sigma(double t) const { return std::sqrt(-std::expm1(2.0 * la(t))); }
+    double log_sigma(double t) const { return detail::vp_log_sigma(la(t)); }
+    double lambda(double t) const { return la(t) - log_sigma(t); }
+    double log_snr(double t) const { return 2.0 * lambda(t); }
+    double sigma_ve(double t) const { return std::sqrt(std::expm1(-2.0 * la(t))); }
+
+private:
+    double la(double t) const { return static_cast<const Derived&>(*this).log_alpha(t); }
+};
+
 /// Score-SDE VP with linear β(t) = β₀ + t(β₁ − β₀) on t in [0, 1] (Song et al. 2021, Eq. 11 and
 /// App. B; DPM-Solver `NoiseScheduleVP('linear')`; docs/schedules.md §3.1):
 ///   log α(t) = −¼ t²(β₁ − β₀) − ½ t β₀
 ///   t(λ) = 2L / (√(β₀² + 2(β₁ − β₀)L) + β₀),  L = softplus(−2λ) = log(1 + e^{−2λ})
-class vp_linear {
+class vp_linear : public vp_from_log_alpha<vp_linear> {
 public:
     explicit vp_linear(double beta_0 = 0.1, double beta_1 = 20.0) : beta_0_(beta_0), beta_1_(beta_1) {
         require_nonnegative(beta_0, "beta_0");
@@ -66,14 +83,6 @@ public:
     /// β(t) = −2 d log α/dt.
     double beta(double t) const { return beta_0_ + t * (beta_1_ - beta_0_); }
     double log_alpha(double t) const { return -0.25 * t * t * (beta_1_ - beta_0_) - 0.5 * t * beta_0_; }
-    double alpha(double t) const { return std::exp(log_alpha(t)); }
-    /// σ(t) = √(1 − α²) = √(−expm1(2 log α)).
-    double sigma(double t) const { return std::sqrt(-std::expm1(2.0 * log_alpha(t))); }
-    double log_sigma(double t) const { return detail::vp_log_sigma(log_alpha(t)); }
-    double lambda(double t) const { return log_alpha(t) - log_sigma(t); }
-    double log_snr(double t) const { return 2.0 * lambda(t); }
-    /// σ_ve = √(α^{−2} − 1) = √(expm1(−2 log α)).
-    double sigma_ve(double t) const { return std::sqrt(std::expm1(-2.0 * log_alpha(t))); }
 
     /// Solves ½Δβ t² + β₀ t = L (−2 log α = L) for t >= 0 in the rationalised, cancellation-free
     /// form t = 2L/(√(β₀² + 2ΔβL) + β₀), Δβ = β₁ − β₀ (DPM-Solver's expression with Δβ cancelled;
@@ -94,7 +103,7 @@ private:
 /// T < 1 keeps β(t) = π/(1+s)·tan u(t) finite; dpm-solver's `cosine_beta_max = 999` gives the
 /// bound t_beta_max() ≈ 0.998 as well. Inverse: cos u = α cos u(0), u = atan2(√(1 − cos²u), cos u),
 /// t = 2(1 + s)u/π − s, with 1 − cos u = (1 − α) + α·2 sin²(u(0)/2) (no cancellation).
-class vp_cosine {
+class vp_cosine : public vp_from_log_alpha<vp_cosine> {
 public:
     explicit vp_cosine(double s = 0.008, double t_max = 0.9946) : s_(s), t_max_(t_max) {
         require(std::isfinite(s) && s > 0, "s", s, "a finite number > 0");
@@ -118,12 +127,6 @@ public:
         const double h = std::sin(0.5 * delta);
         return std::log1p(-2.0 * h * h - std::tan(u0_) * std::sin(delta));
     }
-    double alpha(double t) const { return std::exp(log_alpha(t)); }
-    double sigma(double t) const { return std::sqrt(-std::expm1(2.0 * log_alpha(t))); }
-    double log_sigma(double t) const { return detail::vp_log_sigma(log_alpha(t)); }
-    double lambda(double t) const { return log_alpha(t) - log_sigma(t); }
-    double log_snr(double t) const { return 2.0 * lambda(t); }
-    double sigma_ve(double t) const { return std::sqrt(std::expm1(-2.0 * log_alpha(t))); }
 
     double t_of_lambda(double lambda) const {
         const double log_a = detail::vp_log_alpha_of_lambda(lambda);
