@@ -89,15 +89,24 @@ DIFFUSE_HOST_DEVICE inline std::uint64_t top53(std::uint32_t hi, std::uint32_t l
 
 }  // namespace detail
 
-/// Normal draw n of (seed, stream), exactly as documented above. Callable on host and device.
-DIFFUSE_HOST_DEVICE inline double philox_normal(std::uint64_t seed, std::uint64_t stream,
-                                                std::uint64_t n) {
-    const philox_block w = detail::philox_pair_block(seed, stream, n >> 1, 0u);
+/// Normal draws 2j and 2j + 1 of (seed, stream): one Philox block, one Box–Muller pair.
+DIFFUSE_HOST_DEVICE inline void philox_normal_pair(std::uint64_t seed, std::uint64_t stream,
+                                                   std::uint64_t j, double& z0, double& z1) {
+    const philox_block w = detail::philox_pair_block(seed, stream, j, 0u);
     const double u1 = (static_cast<double>(detail::top53(w.v[0], w.v[1])) + 0.5) * detail::two_m53;
     const double u2 = static_cast<double>(detail::top53(w.v[2], w.v[3])) * detail::two_m53;
     const double r = sqrt(-2.0 * log(u1));
     const double theta = detail::two_pi * u2;
-    return (n & 1u) ? r * sin(theta) : r * cos(theta);
+    z0 = r * cos(theta);
+    z1 = r * sin(theta);
+}
+
+/// Normal draw n of (seed, stream), exactly as documented above. Callable on host and device.
+DIFFUSE_HOST_DEVICE inline double philox_normal(std::uint64_t seed, std::uint64_t stream,
+                                                std::uint64_t n) {
+    double z0, z1;
+    philox_normal_pair(seed, stream, n >> 1, z0, z1);
+    return (n & 1u) ? z1 : z0;
 }
 
 /// Uniform draw n of (seed, stream) in [0, 1), 53 random bits.
