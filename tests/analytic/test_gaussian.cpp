@@ -5,6 +5,7 @@
 #include <diffuse/analytic/gaussian.hpp>
 
 #include "support/check.hpp"
+#include "support/eigen_check.hpp"
 #include "support/ode.hpp"
 
 #include <Eigen/Dense>
@@ -16,6 +17,10 @@
 #include <vector>
 
 namespace {
+
+using diffuse::test::check_matrices_close;
+using diffuse::test::check_vectors_close;
+using diffuse::test::ref_log_normal;
 
 using diffuse::analytic::gaussian;
 using Eigen::MatrixXd;
@@ -66,29 +71,6 @@ MatrixXd test_points(const MatrixXd& cov, const VectorXd& mean, double a, double
     MatrixXd x = z * l.transpose();
     x.rowwise() += (a * mean).transpose();
     return x;
-}
-
-// log N(x; m, V) by a plain Cholesky solve.
-double ref_log_normal(const VectorXd& x, const VectorXd& m, const MatrixXd& v) {
-    const Eigen::LLT<MatrixXd> llt(v);
-    const VectorXd r = x - m;
-    const double quad = r.dot(llt.solve(r));
-    const double log_det = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
-    return -0.5 * quad - 0.5 * log_det -
-           0.5 * static_cast<double>(x.size()) * std::log(2.0 * std::numbers::pi);
-}
-
-void check_vectors_close(const VectorXd& actual, const VectorXd& expected, double atol, double rtol) {
-    REQUIRE(actual.size() == expected.size());
-    for (Eigen::Index i = 0; i < actual.size(); ++i) DIFFUSE_CHECK_CLOSE(actual(i), expected(i), atol, rtol);
-}
-
-void check_matrices_close(const MatrixXd& actual, const MatrixXd& expected, double atol, double rtol) {
-    REQUIRE(actual.rows() == expected.rows());
-    REQUIRE(actual.cols() == expected.cols());
-    for (Eigen::Index j = 0; j < actual.cols(); ++j)
-        for (Eigen::Index i = 0; i < actual.rows(); ++i)
-            DIFFUSE_CHECK_CLOSE(actual(i, j), expected(i, j), atol, rtol);
 }
 
 }  // namespace

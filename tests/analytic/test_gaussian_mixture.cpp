@@ -6,6 +6,7 @@
 #include <diffuse/analytic/gaussian_mixture.hpp>
 
 #include "support/check.hpp"
+#include "support/eigen_check.hpp"
 
 #include <Eigen/Dense>
 
@@ -16,6 +17,10 @@
 #include <vector>
 
 namespace {
+
+using diffuse::test::check_matrices_close;
+using diffuse::test::check_vectors_close;
+using diffuse::test::ref_log_normal;
 
 using diffuse::analytic::gaussian;
 using diffuse::analytic::gaussian_mixture;
@@ -70,27 +75,6 @@ MatrixXd test_points(double a, double s) {
     x.row(4) =
         (a * (m[0] + m[1] + m[2]) / 3 + std::sqrt(a * a + s * s) * VectorXd{{0.2, -0.3, 0.1}}).transpose();
     return x;
-}
-
-// log N(x; m, V) by a plain Cholesky solve (independent of the model's eigendecompositions).
-double ref_log_normal(const VectorXd& x, const VectorXd& m, const MatrixXd& v) {
-    const Eigen::LLT<MatrixXd> llt(v);
-    const VectorXd r = x - m;
-    return -0.5 * r.dot(llt.solve(r)) - llt.matrixLLT().diagonal().array().log().sum() -
-           0.5 * static_cast<double>(x.size()) * std::log(2.0 * std::numbers::pi);
-}
-
-void check_vectors_close(const VectorXd& actual, const VectorXd& expected, double atol, double rtol) {
-    REQUIRE(actual.size() == expected.size());
-    for (Eigen::Index i = 0; i < actual.size(); ++i) DIFFUSE_CHECK_CLOSE(actual(i), expected(i), atol, rtol);
-}
-
-void check_matrices_close(const MatrixXd& actual, const MatrixXd& expected, double atol, double rtol) {
-    REQUIRE(actual.rows() == expected.rows());
-    REQUIRE(actual.cols() == expected.cols());
-    for (Eigen::Index j = 0; j < actual.cols(); ++j)
-        for (Eigen::Index i = 0; i < actual.rows(); ++i)
-            DIFFUSE_CHECK_CLOSE(actual(i, j), expected(i, j), atol, rtol);
 }
 
 // Central difference of a scalar function of x along e_i with step h, and a check against an
