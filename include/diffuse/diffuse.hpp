@@ -16,3 +16,4 @@
 #include <diffuse/schedules/schedule.hpp>
 #include <diffuse/process/process.hpp>
 #include <diffuse/analytic/analytic.hpp>
+#include <diffuse/models/models.hpp>

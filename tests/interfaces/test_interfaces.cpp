@@ -5,6 +5,7 @@
 #include <diffuse/backend/backend.hpp>
 #include <diffuse/diffuse.hpp>
 #include <diffuse/io/io.hpp>
+#include <diffuse/models/models.hpp>
 #include <diffuse/process/process.hpp>
 #include <diffuse/schedules/schedule.hpp>
 
