@@ -9,6 +9,7 @@
 #include <diffuse/models/exact.hpp>
 #include <diffuse/schedules/discrete_schedule.hpp>
 
+#include "models/fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -25,22 +26,8 @@ using pt = prediction_type;
 
 namespace {
 
-analytic::gaussian test_gaussian() {
-    Eigen::VectorXd mu(3);
-    mu << 0.5, -1.0, 2.0;
-    Eigen::MatrixXd l(3, 3);
-    l << 1.0, 0.0, 0.0, 0.4, 0.8, 0.0, -0.3, 0.2, 1.5;
-    return analytic::gaussian(mu, l * l.transpose());
-}
-
-template <class T>
-tensor<T, host_space> batch(std::int64_t b) {
-    tensor<T, host_space> x(shape{b, 3});
-    for (std::int64_t i = 0; i < b; ++i)
-        for (std::int64_t j = 0; j < 3; ++j)
-            x(i, j) = static_cast<T>(2.0 * std::sin(1.3 * static_cast<double>(i) + 0.7 * static_cast<double>(j) + 0.1));
-    return x;
-}
+using diffuse::test::batch;
+using diffuse::test::test_gaussian;
 
 /// A model whose prediction is declared but that counts its calls (to check that a refused
 /// conversion never runs the model).

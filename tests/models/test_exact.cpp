@@ -7,6 +7,7 @@
 #include <diffuse/core/eigen_adapter.hpp>
 #include <diffuse/core/tensor.hpp>
 
+#include "models/fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -21,13 +22,8 @@ using pt = prediction_type;
 
 namespace {
 
-analytic::gaussian test_gaussian() {
-    Eigen::VectorXd mu(3);
-    mu << 0.5, -1.0, 2.0;
-    Eigen::MatrixXd l(3, 3);
-    l << 1.0, 0.0, 0.0, 0.4, 0.8, 0.0, -0.3, 0.2, 1.5;
-    return analytic::gaussian(mu, l * l.transpose());
-}
+using diffuse::test::batch;
+using diffuse::test::test_gaussian;
 
 analytic::gaussian_mixture test_mixture() {
     std::vector<Eigen::VectorXd> m(3, Eigen::VectorXd(3));
@@ -37,16 +33,6 @@ analytic::gaussian_mixture test_mixture() {
     std::vector<Eigen::MatrixXd> c = {0.3 * Eigen::MatrixXd::Identity(3, 3), 0.5 * Eigen::MatrixXd::Identity(3, 3),
                                       Eigen::MatrixXd(Eigen::Vector3d(0.2, 0.6, 0.4).asDiagonal())};
     return analytic::gaussian_mixture({0.3, 0.5, 0.2}, m, c, {0, 1, 1});
-}
-
-/// A deterministic batch [B, 3] in T.
-template <class T>
-tensor<T, host_space> batch(std::int64_t b) {
-    tensor<T, host_space> x(shape{b, 3});
-    for (std::int64_t i = 0; i < b; ++i)
-        for (std::int64_t j = 0; j < 3; ++j)
-            x(i, j) = static_cast<T>(2.0 * std::sin(1.3 * static_cast<double>(i) + 0.7 * static_cast<double>(j) + 0.1));
-    return x;
 }
 
 /// The reference prediction of an analytic model, in double, on the T-rounded input.
