@@ -17,3 +17,4 @@
 #include <diffuse/process/process.hpp>
 #include <diffuse/analytic/analytic.hpp>
 #include <diffuse/models/models.hpp>
+#include <diffuse/samplers/samplers.hpp>

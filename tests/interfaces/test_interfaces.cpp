@@ -6,6 +6,7 @@
 #include <diffuse/diffuse.hpp>
 #include <diffuse/io/io.hpp>
 #include <diffuse/models/models.hpp>
+#include <diffuse/samplers/samplers.hpp>
 #include <diffuse/process/process.hpp>
 #include <diffuse/schedules/schedule.hpp>
 
