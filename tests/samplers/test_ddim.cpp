@@ -1,7 +1,7 @@
 // samplers/ddim.hpp: DDIM against the exact PF-ODE (order 1, closed_forms C2), the C6 product
 // formula, point-mass exactness (C6), diffusers' full-loop oracles (peers.md c.1 #1, #1b, #2),
 // η > 0 reproducibility and argument errors.
-#include <diffuse/samplers/samplers.hpp>
+#include <diffuse/samplers/ddim.hpp>
 
 #include <diffuse/analytic/gaussian.hpp>
 #include <diffuse/core/eigen_adapter.hpp>

@@ -1,5 +1,6 @@
 // samplers/sampler.hpp: the driver sample() is the stepping loop (bitwise), the callback sees
 // every step in order, and both samplers satisfy the stepping_sampler concept.
+#include <diffuse/samplers/sampler.hpp>
 #include <diffuse/samplers/samplers.hpp>
 
 #include <diffuse/analytic/gaussian.hpp>

@@ -1,6 +1,7 @@
 // samplers/euler.hpp: Euler in σ-space against the exact PF-ODE on Karras σ (order 1, closed_forms
 // C2), the EDM-Euler ≡ DDIM identity (A10 / C1), VE- vs VP-level model input, and errors.
-#include <diffuse/samplers/samplers.hpp>
+#include <diffuse/samplers/ddim.hpp>
+#include <diffuse/samplers/euler.hpp>
 
 #include <diffuse/analytic/gaussian.hpp>
 #include <diffuse/core/eigen_adapter.hpp>
