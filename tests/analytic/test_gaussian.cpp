@@ -28,27 +28,10 @@ using Eigen::VectorXd;
 
 constexpr double u = std::numeric_limits<double>::epsilon() / 2;  // unit roundoff 2^-53
 
-struct level {
-    std::string name;
-    double a;
-    double s;
-};
+using diffuse::test::level;
 
-// VP levels with ᾱ near 0 and near 1, VE/EDM levels from σ = 80 down to 0.002, and one level of
-// neither form (a² + s² ≠ 1, a ≠ 1).
-std::vector<level> levels() {
-    std::vector<level> out;
-    for (double ab : {1e-4, 0.02, 0.5, 0.98, 0.9999}) {
-        const auto [a, s] = diffuse::analytic::vp_level(ab);
-        out.push_back({"VP alpha_bar=" + std::to_string(ab), a, s});
-    }
-    for (double sigma : {80.0, 1.0, 0.002}) {
-        const auto [a, s] = diffuse::analytic::ve_level(sigma);
-        out.push_back({"VE sigma=" + std::to_string(sigma), a, s});
-    }
-    out.push_back({"general a=0.6 s=0.3", 0.6, 0.3});
-    return out;
-}
+// VP levels with ᾱ near 0 and near 1, VE/EDM levels from σ = 80 down to 0.002, and a general one.
+std::vector<level> levels() { return diffuse::test::test_levels({1e-4, 0.02, 0.5, 0.98, 0.9999}); }
 
 // A full, well-conditioned 3×3 covariance Σ = A Aᵀ/3 + 0.1 I and a non-zero mean.
 MatrixXd test_cov() {

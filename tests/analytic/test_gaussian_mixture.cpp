@@ -29,21 +29,15 @@ using Eigen::VectorXd;
 
 constexpr double u = std::numeric_limits<double>::epsilon() / 2;
 
-struct level {
-    std::string name;
-    double a;
-    double s;
-};
+using diffuse::test::level;
 
-std::vector<level> levels() {
-    std::vector<level> out;
-    for (double ab : {1e-4, 0.05, 0.5, 0.95, 0.9999}) {
-        const auto [a, s] = diffuse::analytic::vp_level(ab);
-        out.push_back({"VP alpha_bar=" + std::to_string(ab), a, s});
-    }
-    for (double sigma : {80.0, 1.0, 0.002}) out.push_back({"VE sigma=" + std::to_string(sigma), 1.0, sigma});
-    out.push_back({"general a=0.6 s=0.3", 0.6, 0.3});
-    return out;
+std::vector<level> levels() { return diffuse::test::test_levels({1e-4, 0.05, 0.5, 0.95, 0.9999}); }
+
+/// Smallest covariance eigenvalue over all components (sets the finite-difference step).
+double smallest_eigenvalue(const gaussian_mixture& gm) {
+    double lam_min = std::numeric_limits<double>::infinity();
+    for (int k = 0; k < gm.n_components(); ++k) lam_min = std::min(lam_min, gm.component(k).cov_eigenvalues()(0));
+    return lam_min;
 }
 
 MatrixXd spd(double a00, double a01, double a02, double a11, double a12, double a22) {
@@ -101,9 +95,7 @@ void check_gradient_fd(F f, const VectorXd& x, const VectorXd& grad, double h, d
 TEST_CASE("gaussian_mixture: score equals central finite differences of log_prob (log-sum-exp)") {
     // h = 1e-4·√v_min, v_min = a²λ_min + s² over all components (the shortest length scale of p_t).
     const gaussian_mixture gm = test_mixture();
-    double lam_min = std::numeric_limits<double>::infinity();
-    for (int k = 0; k < gm.n_components(); ++k)
-        lam_min = std::min(lam_min, gm.component(k).cov_eigenvalues()(0));
+    const double lam_min = smallest_eigenvalue(gm);
     for (const level& lv : levels()) {
         CAPTURE(lv.name);
         const double length = std::sqrt(lv.a * lv.a * lam_min + lv.s * lv.s);
@@ -218,9 +210,7 @@ TEST_CASE("gaussian_mixture: the Bayes classifier is the normalised class-weight
 
 TEST_CASE("gaussian_mixture: grad log p(y|x) = conditional score - score, and matches finite differences") {
     const gaussian_mixture gm = test_mixture();
-    double lam_min = std::numeric_limits<double>::infinity();
-    for (int k = 0; k < gm.n_components(); ++k)
-        lam_min = std::min(lam_min, gm.component(k).cov_eigenvalues()(0));
+    const double lam_min = smallest_eigenvalue(gm);
     for (const level& lv : levels()) {
         CAPTURE(lv.name);
         const double length = std::sqrt(lv.a * lv.a * lam_min + lv.s * lv.s);
