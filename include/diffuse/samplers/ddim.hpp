@@ -121,7 +121,7 @@ struct clamp_op {
 
 }  // namespace detail
 
-class ddim_sampler {
+class ddim_sampler : public begin_index_support {
 public:
     explicit ddim_sampler(schedules::discrete_schedule schedule, ddim_config config = {})
         : schedule_(std::move(schedule)), config_(config) {
@@ -143,6 +143,7 @@ public:
         timesteps_ = schedules::ddim_timesteps(num_train_timesteps(), num_inference_steps, config_.timestep_spacing,
                                                config_.steps_offset);
         num_inference_steps_ = num_inference_steps;
+        reset_begin_index();
     }
 
     /// An explicit sequence, strictly decreasing, in [0, T − 1]. With prev_rule::diffusers_subtract
@@ -162,7 +163,11 @@ public:
         require(n >= 1 && n <= T, "num_inference_steps", n, "in [1, " + std::to_string(T) + "]");
         timesteps_ = std::move(timesteps);
         num_inference_steps_ = n;
+        reset_begin_index();
     }
+
+    /// Start sample() at step k (img2img / SDEdit: x = add_noise(x0, z, k) first).
+    void set_begin_index(std::size_t k) { store_begin_index(k, num_steps(), "ddim_sampler"); }
 
     const std::vector<int>& timesteps() const { return timesteps_; }
     std::size_t num_steps() const { return timesteps_.size(); }
@@ -177,6 +182,8 @@ public:
         detail::require_step_index(i, num_steps(), "ddim_sampler");
         return noise_condition::at(schedule_, timesteps_[i]);
     }
+    /// x at step i is at the model's level (√ᾱ_t, √(1−ᾱ_t)).
+    noise_condition state_level(std::size_t i) const { return model_level(i); }
     template <class T, class S>
     void scale_model_input(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x, std::size_t) const {
         lincomb(out, 1.0, x);

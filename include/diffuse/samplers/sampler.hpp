@@ -8,6 +8,8 @@
 //   s.num_steps()                    the number of steps (model evaluations for order-1 samplers)
 //   s.timestep(i)                    what the callback reports for step i: the training timestep
 //                                    (DDIM) or σ (Euler)
+//   s.state_level(i)                 the level (a, s) of x when step i begins (levels.hpp); add_noise
+//                                    puts clean data there (img2img, tests)
 //   s.model_level(i)                 the noise_condition the denoiser must be called with at step i
 //   s.model_input_scale(i)           c_in: the denoiser sees c_in·x (1 for DDIM and VE-level Euler)
 //   s.scale_model_input(out, x, i)   out = c_in·x (for user loops; diffusers' scale_model_input)
@@ -18,19 +20,35 @@
 //                                    one randn for stochastic samplers
 //   s.step(m, i, x, rng)             the same with the sampler's configured prediction type
 //
-// The driver sample(model, sampler, x, rng, callback, cond) owns the loop: for each i it calls
-// the model at (c_in·x, model_level(i), cond), then sampler.step(out, model.prediction(), i, x,
-// rng), then callback(step_info{i, timestep, level}, x). It is exactly the loop a user would
-// write with the stepping API (tests/samplers/test_driver.cpp checks bitwise equality).
+// Optional members, used by the driver when present (has_prepare_step, has_begin_index):
+//   s.prepare_step(i, x, rng)        changes x before the model call of step i (churn: x += noise
+//                                    to raise σ to σ̂; RePaint: re-noising jumps)
+//   s.begin_index()                  the first step to run (set_begin_index(k); img2img / SDEdit)
+//
+// Multi-evaluation methods (Heun, DPM-2, singlestep DPM-Solver, ...) count model evaluations as
+// steps, as diffusers does: step i may be the second stage of a method step, with the
+// first stage's values kept inside the sampler; history-keeping samplers (multistep, PLMS,
+// UniPC) restart their history at begin_index(). step() is therefore non-const for them.
+//
+// The driver sample(model, sampler, x, rng, callback, cond) owns the loop: for each i from
+// begin_index() it calls prepare_step (if any), the model at (c_in·x, model_level(i), cond),
+// checks the output is finite (one max|·| pass; a diffuse::error names the step and timestep
+// otherwise), then sampler.step(out, model.prediction(), i, x, rng), then
+// callback(step_info{i, timestep, level}, x). It is exactly the loop a user would write with the
+// stepping API (tests/samplers/test_driver.cpp checks bitwise equality).
 
 #include <diffuse/backend/lincomb.hpp>
+#include <diffuse/backend/reduce.hpp>
 #include <diffuse/core/error.hpp>
 #include <diffuse/core/philox.hpp>
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/models/denoiser.hpp>
+#include <diffuse/samplers/levels.hpp>
 
+#include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -60,12 +78,64 @@ concept stepping_sampler = requires(Sm& s, const Sm& cs, tensor_view<const T, S>
                                     philox_rng& rng, std::size_t i) {
     { cs.num_steps() } -> std::convertible_to<std::size_t>;
     { cs.timestep(i) } -> std::convertible_to<double>;
+    { cs.state_level(i) } -> std::same_as<noise_condition>;
     { cs.model_level(i) } -> std::same_as<noise_condition>;
     { cs.model_input_scale(i) } -> std::convertible_to<double>;
     { cs.init_noise_sigma() } -> std::convertible_to<double>;
     { cs.order() } -> std::convertible_to<int>;
     s.step(m, prediction_type::epsilon, i, x, rng);
 };
+
+/// Sm changes x before the model call of a step (churn, RePaint jumps).
+template <class Sm, class T, class S = default_space>
+concept has_prepare_step = requires(Sm& s, tensor_view<T, S> x, philox_rng& rng, std::size_t i) {
+    s.prepare_step(i, x, rng);
+};
+
+/// Sm can start at a later step (img2img / SDEdit).
+template <class Sm>
+concept has_begin_index = requires(const Sm& s) {
+    { s.begin_index() } -> std::convertible_to<std::size_t>;
+};
+
+/// The first step a driver runs: s.begin_index() when Sm has one, else 0.
+template <class Sm>
+std::size_t begin_index_of(const Sm& s) {
+    if constexpr (has_begin_index<Sm>)
+        return s.begin_index();
+    else
+        return 0;
+}
+
+/// A base for samplers that can start at a later step: set_begin_index(k) / begin_index()
+/// (diffusers' set_begin_index; k counts steps as num_steps() does).
+class begin_index_support {
+public:
+    std::size_t begin_index() const { return begin_; }
+
+protected:
+    void store_begin_index(std::size_t k, std::size_t num_steps, const char* who) {
+        if (k >= num_steps)
+            fail_argument(std::string(who) + ".set_begin_index: k", k,
+                          "in [0, " + std::to_string(num_steps) + ") (num_steps(); call set_timesteps first)");
+        begin_ = k;
+    }
+    void reset_begin_index() { begin_ = 0; }
+
+private:
+    std::size_t begin_ = 0;
+};
+
+/// out = a·x0 + s·noise at the level x has when step i begins (sampler.state_level(i)); the
+/// start of img2img / SDEdit (diffusers' scheduler.add_noise at timesteps[i]).
+template <class Sm, class T, class S>
+void add_noise(const Sm& sampler, tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x0,
+               std::type_identity_t<tensor_view<const T, S>> noise, std::size_t i) {
+    require_same_shape(x0.shape(), "x0", out.shape(), "out");
+    require_same_shape(noise.shape(), "noise", out.shape(), "out");
+    const noise_condition l = sampler.state_level(i);
+    lincomb(out, l.a, x0, l.s, noise);
+}
 
 namespace detail {
 
@@ -83,6 +153,16 @@ void require_step_tensors(tensor_view<const T, S> m, tensor_view<T, S> x, const 
         fail(std::string(who) + ": model_output aliases x; expected distinct memory");
 }
 
+/// The model output of step i must be finite: one max|·| pass (NaN propagates through it).
+template <class T, class S>
+void require_finite_output(tensor_view<const T, S> out, std::size_t i, std::size_t n, double timestep) {
+    const double m = max_abs(out);
+    if (!std::isfinite(m))
+        fail("sample: the model output at step " + std::to_string(i) + " of " + std::to_string(n) + " (timestep " +
+             std::to_string(timestep) + ") is not finite (max |output| = " + std::to_string(m) +
+             "); expected finite values");
+}
+
 }  // namespace detail
 
 /// The driver: runs every step of `sampler` on x in place (x holds x_T on entry, the sample on
@@ -96,7 +176,8 @@ void sample(const M& model, Sm& sampler, tensor_view<T, S> x, philox_rng& rng, C
     require(n >= 1, "sampler.num_steps()", n, ">= 1 (call set_timesteps first)");
     tensor<T, S> out(x.shape());
     tensor<T, S> scaled;  // c_in·x, allocated only when some c_in != 1
-    for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t i = begin_index_of(sampler); i < n; ++i) {
+        if constexpr (has_prepare_step<Sm, T, S>) sampler.prepare_step(i, x, rng);
         const noise_condition level = sampler.model_level(i);
         const double c_in = sampler.model_input_scale(i);
         tensor_view<const T, S> model_input = x;
@@ -106,6 +187,7 @@ void sample(const M& model, Sm& sampler, tensor_view<T, S> x, philox_rng& rng, C
             model_input = scaled.cview();
         }
         model(out.view(), model_input, level, cond);
+        detail::require_finite_output(out.cview(), i, n, sampler.timestep(i));
         sampler.step(out.cview(), model.prediction(), i, x, rng);
         callback(step_info{i, n, sampler.timestep(i), level}, tensor_view<const T, S>(x));
     }
