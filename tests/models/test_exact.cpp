@@ -6,6 +6,8 @@
 #include <diffuse/analytic/gaussian_mixture.hpp>
 #include <diffuse/core/eigen_adapter.hpp>
 #include <diffuse/core/tensor.hpp>
+#include <diffuse/backend/host_threads.hpp>
+#include <diffuse/backend/randn.hpp>
 
 #include "models/fixtures.hpp"
 #include "support/check.hpp"
@@ -118,6 +120,29 @@ TEST_CASE_TEMPLATE("exact_mixture_denoiser unconditional equals analytic mixture
             check_rows(out, reference(mix, type, x, level.a, level.s));
         }
     }
+}
+
+TEST_CASE("exact_mixture_denoiser on many rows is blocked identically for every thread count") {
+    // 3 blocks of detail::exact_row_block rows (the last partial): the parallel path. Each row's
+    // value depends on that row only and the blocks are fixed, so 1 and 2 threads agree bitwise
+    // and both equal the analytic model evaluated on all rows at once (to its own rounding).
+    const analytic::gaussian_mixture mix = test_mixture();
+    const std::int64_t n = 2 * models::detail::exact_row_block + 123;
+    tensor<double, host_space> x(shape{n, 3});
+    philox_rng rng(17);
+    randn(x, rng);
+    const exact_mixture_denoiser model(mix, pt::sample);
+    tensor<double, host_space> one(x.shape()), two(x.shape());
+    {
+        scoped_host_threads t(1);
+        model(one.view(), x.cview(), noise_condition::vp(0.3), no_condition{});
+    }
+    {
+        scoped_host_threads t(2);
+        model(two.view(), x.cview(), noise_condition::vp(0.3), no_condition{});
+    }
+    for (std::int64_t k = 0; k < one.numel(); ++k) REQUIRE(one.cview()[k] == two.cview()[k]);
+    check_rows(one, reference(mix, pt::sample, x, std::sqrt(0.3), std::sqrt(0.7)));
 }
 
 TEST_CASE_TEMPLATE("exact_mixture_denoiser with labels equals the conditional mixture row by row", T, float, double) {

@@ -78,10 +78,7 @@ public:
                     const noise_condition& level, no_condition = {}) const {
         detail::check_exact_call(out, x_t, dimension(), "exact_mixture_denoiser");
         check_noise_condition(level);
-        if constexpr (std::is_same_v<S, host_space>) {
-            const Eigen::MatrixXd x = detail::rows_as_double(x_t, dimension());
-            detail::write_rows(out, detail::exact_prediction(model_, type_, x, level.a, level.s));
-        }
+        if constexpr (std::is_same_v<S, host_space>) detail::predict_row_blocks(model_, type_, out, x_t, level);
     }
 
     /// Class-conditional: row b is the prediction of p(x0 | y = labels[b]) = mixture.conditional(labels[b]).

@@ -2,6 +2,7 @@
 // Internals of models/exact.hpp: batch tensors [B, ...] <-> Eigen [B, d] in double, and the
 // four predictions of an analytic model (gaussian or gaussian_mixture) at a level (a, s).
 
+#include <diffuse/core/config.hpp>
 #include <diffuse/core/eigen_adapter.hpp>
 #include <diffuse/core/error.hpp>
 #include <diffuse/core/memory_space.hpp>
@@ -10,12 +11,22 @@
 
 #include <Eigen/Dense>
 
+#include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <type_traits>
 
 namespace diffuse::models::detail {
+
+/// Anything with double members a and s (models::noise_condition; avoids including denoiser.hpp).
+template <class L>
+concept noise_condition_like = requires(const L& l) {
+    { l.a } -> std::convertible_to<double>;
+    { l.s } -> std::convertible_to<double>;
+};
 
 /// x_t [B, ...] whose trailing dimensions multiply to d; out the same shape; host memory.
 template <class T, class S>
@@ -67,6 +78,40 @@ Eigen::MatrixXd rows_as_double(tensor_view<const T, host_space> x, Eigen::Index 
 template <class T>
 void write_rows(tensor_view<T, host_space> out, const Eigen::MatrixXd& m) {
     as_eigen_matrix(out, m.rows(), m.cols()) = m.template cast<T>();
+}
+
+/// Rows per block of predict_row_blocks: fixed, so results do not depend on the thread count.
+inline constexpr std::int64_t exact_row_block = 4096;
+
+/// out = the `type` prediction of `model` for every row of x_t, computed in blocks of
+/// exact_row_block rows (in parallel with OpenMP). Each row's result depends only on that row,
+/// and the blocking is the same for every backend and thread count, so the output is bitwise
+/// the same for serial and OpenMP builds.
+template <class Model, class T>
+void predict_row_blocks(const Model& model, process::prediction_type type, tensor_view<T, host_space> out,
+                        tensor_view<const T, host_space> x_t, const noise_condition_like auto& level) {
+    const std::int64_t n = x_t.size(0);
+    const Eigen::Index d = static_cast<Eigen::Index>(n == 0 ? 0 : x_t.numel() / n);
+    const std::int64_t blocks = (n + exact_row_block - 1) / exact_row_block;
+    std::exception_ptr first_error;
+#if DIFFUSE_HAS_OPENMP
+#pragma omp parallel for schedule(static) if (blocks > 1)
+#endif
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        // An exception must not leave an OpenMP region: keep the first and rethrow after it.
+        try {
+            const std::int64_t r0 = b * exact_row_block, rows = std::min(exact_row_block, n - r0);
+            const Eigen::MatrixXd x = as_eigen_matrix(x_t, n, d).middleRows(r0, rows).template cast<double>();
+            as_eigen_matrix(out, n, d).middleRows(r0, rows) =
+                exact_prediction(model, type, x, level.a, level.s).template cast<T>();
+        } catch (...) {
+#if DIFFUSE_HAS_OPENMP
+#pragma omp critical(diffuse_exact_rows)
+#endif
+            if (!first_error) first_error = std::current_exception();
+        }
+    }
+    if (first_error) std::rethrow_exception(first_error);
 }
 
 }  // namespace diffuse::models::detail
