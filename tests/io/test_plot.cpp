@@ -158,6 +158,38 @@ TEST_CASE("plot: the pixels of a known line are set") {
     CHECK(pixel(img2, (f.left + f.right) / 3, row) == cycle_color(1));
 }
 
+TEST_CASE("plot: a scatter series draws only its markers, each marker_size pixels wide") {
+    series pts;
+    pts.x = {2.0, 8.0};
+    pts.y = {2.0, 8.0};
+    pts.color = colors::green;
+    pts.lines = false;
+    pts.markers = true;
+    pts.marker_size = 3;
+    plot_options o;
+    o.width = 320;
+    o.height = 240;
+    o.x_min = 0.0;
+    o.x_max = 10.0;
+    o.y_min = 0.0;
+    o.y_max = 10.0;
+    o.grid = false;
+    const auto img = line_plot({pts}, o);
+    const plot_frame f = layout_plot({pts}, o);
+    const int px = static_cast<int>(std::lround(f.x.to_pixel(2.0))), py = static_cast<int>(std::lround(f.y.to_pixel(2.0)));
+    CHECK(pixel(img, px, py) == colors::green);
+    // no line between the two points: the midpoint stays white
+    const int mx = static_cast<int>(std::lround(f.x.to_pixel(5.0))), my = static_cast<int>(std::lround(f.y.to_pixel(5.0)));
+    CHECK(pixel(img, mx, my) == colors::white);
+    // 3×3 markers: exactly 9 green pixels per point
+    int green = 0;
+    for (int y = 0; y < 240; ++y)
+        for (int x = 0; x < 320; ++x) green += pixel(img, x, y) == colors::green;
+    CHECK(green == 18);
+    pts.marker_size = 0;
+    DIFFUSE_CHECK_ERROR(line_plot({pts}, o), "marker_size", "[1, 32]");
+}
+
 TEST_CASE("plot: title, labels, legend and log axes render, save_line_plot writes a PNG") {
     series a, b;
     for (int n : {4, 8, 16, 32, 64, 128}) {

@@ -289,7 +289,9 @@ struct series {
     std::string label{};          ///< legend text; empty = not in the legend
     std::optional<rgb> color{};   ///< default: cycle_color(index of the series)
     int thickness = 2;          ///< pen width in pixels
-    bool markers = false;       ///< also draw a 5×5 square at each point
+    bool markers = false;       ///< also draw a marker_size × marker_size square at each point
+    bool lines = true;          ///< join the points (false + markers = a scatter plot)
+    int marker_size = 5;        ///< odd sizes centre exactly on the point
 };
 
 struct plot_options {
@@ -327,6 +329,7 @@ inline void check_series(const std::vector<series>& all, const plot_options& o) 
                  std::to_string(s.y.size()) + " y values; expected equal lengths");
         if (s.x.empty()) fail("line_plot: " + series_name(all, i) + " is empty; expected at least one point");
         require(s.thickness >= 1 && s.thickness <= 32, "series thickness", s.thickness, "in [1, 32]");
+        require(s.marker_size >= 1 && s.marker_size <= 32, "series marker_size", s.marker_size, "in [1, 32]");
         for (int axis = 0; axis < 2; ++axis) {
             const auto& v = axis ? s.y : s.x;
             const char* name = axis ? "y" : "x";
@@ -419,14 +422,15 @@ inline tensor<std::uint8_t, host_space> line_plot(const std::vector<series>& all
     for (std::size_t i = 0; i < all.size(); ++i) {
         const series& s = all[i];
         const rgb c = s.color ? *s.color : cycle_color(i);
-        for (std::size_t k = 0; k + 1 < s.x.size(); ++k)
+        for (std::size_t k = 0; s.lines && k + 1 < s.x.size(); ++k)
             cv.line_in(f.x.to_pixel(s.x[k]), f.y.to_pixel(s.y[k]), f.x.to_pixel(s.x[k + 1]), f.y.to_pixel(s.y[k + 1]),
                        c, s.thickness, f.left, f.top, f.right, f.bottom);
         if (s.markers || s.x.size() == 1)
             for (std::size_t k = 0; k < s.x.size(); ++k) {
                 const double px = f.x.to_pixel(s.x[k]), py = f.y.to_pixel(s.y[k]);
-                for (int d = -2; d <= 2; ++d)
-                    cv.line_in(px - 2, py + d, px + 2, py + d, c, 1, f.left, f.top, f.right, f.bottom);
+                const int lo = -(s.marker_size - 1) / 2, hi = s.marker_size / 2;
+                for (int d = lo; d <= hi; ++d)
+                    cv.line_in(px + lo, py + d, px + hi, py + d, c, 1, f.left, f.top, f.right, f.bottom);
             }
     }
 
