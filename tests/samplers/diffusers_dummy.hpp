@@ -1,0 +1,54 @@
+#pragma once
+// diffusers' scheduler-test fixtures (tests/schedulers/test_schedulers.py; peers.md c.1), for
+// the full-loop oracle tests of the history samplers (test_unipc.cpp, test_pndm.cpp):
+//   dummy_sample_deter [4, 3, 8, 8]: element (b, c, h, w) = (256c + 32h + 4w + b)/768
+//   dummy_noise_deter: 1 − sample − 1/768 element-wise (the flipped arange)
+//   dummy_model(x, t) = x·t/(t + 1), declared as any prediction type.
+
+#include <diffuse/core/tensor.hpp>
+#include <diffuse/models/denoiser.hpp>
+#include <diffuse/process/parametrization.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+namespace diffuse::test::diffusers {
+
+template <class T>
+tensor<T, host_space> dummy_sample_deter() {
+    tensor<T, host_space> x(shape{4, 3, 8, 8});
+    for (int b = 0; b < 4; ++b)
+        for (int c = 0; c < 3; ++c)
+            for (int h = 0; h < 8; ++h)
+                for (int w = 0; w < 8; ++w) x(b, c, h, w) = static_cast<T>((256 * c + 32 * h + 4 * w + b) / 768.0);
+    return x;
+}
+
+template <class T>
+tensor<T, host_space> dummy_noise_deter() {
+    tensor<T, host_space> x = dummy_sample_deter<T>();
+    for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = static_cast<T>(1.0 - static_cast<double>(x[i]) - 1.0 / 768.0);
+    return x;
+}
+
+/// x·t/(t + 1) with t the level's timestep (cast to T, as diffusers casts t to the sample dtype).
+struct dummy_model {
+    process::prediction_type type = process::prediction_type::epsilon;
+    process::prediction_type prediction() const { return type; }
+    template <class T, class S>
+    void operator()(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x,
+                    const models::noise_condition& level, models::no_condition = {}) const {
+        const T t = static_cast<T>(*level.timestep);
+        for (std::int64_t i = 0; i < x.numel(); ++i) out[i] = x[i] * t / (t + T(1));
+    }
+};
+
+template <class T>
+double abs_sum(const tensor<T, host_space>& x) {
+    double s = 0;
+    for (std::int64_t i = 0; i < x.numel(); ++i) s += std::abs(static_cast<double>(x.cview()[i]));
+    return s;
+}
+
+}  // namespace diffuse::test::diffusers
