@@ -18,3 +18,4 @@
 #include <diffuse/analytic/analytic.hpp>
 #include <diffuse/models/models.hpp>
 #include <diffuse/samplers/samplers.hpp>
+#include <diffuse/testing/testing.hpp>
