@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's first command: builds and runs the demo, writing pictures and a report to
-# demo-output/ (or the folder given as the first argument).
+# The README's first command: builds and runs the demo, writing pictures and reports to
+# demo-output/ (or the folder given as the first argument): the noise schedules (report.md) and
+# every sampler on a 2-D class-labelled mixture with its exact denoiser (samplers.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -10,8 +11,9 @@ out="${1:-demo-output}"
 build="build/demo"
 cmake -S . -B "$build" -DDIFFUSE_BACKEND=openmp -DCMAKE_BUILD_TYPE=Release \
       -DDIFFUSE_BUILD_TESTS=OFF -DDIFFUSE_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$build" -j "$(diffuse_jobs)" --target example_schedules
+cmake --build "$build" -j "$(diffuse_jobs)" --target example_schedules example_samplers
 mkdir -p "$out"
 "$build/examples/example_schedules" "$out"
+"$build/examples/example_samplers" "$out"
 echo
-echo "demo: wrote $(ls "$out" | wc -l) files to $out/ (see $out/report.md)"
+echo "demo: wrote $(ls "$out" | wc -l) files to $out/ (see $out/report.md and $out/samplers.md)"
