@@ -2,7 +2,7 @@
 // Helpers of the Euler-family tests (test_euler_ancestral, test_heun, test_dpm2, test_lms,
 // test_churn, test_euler): the order-ladder protocol of test_euler.cpp, the exact output
 // moments of a stochastic sampler from its affine impulse responses (closed_forms C9 / F1),
-// and diffusers' deterministic scheduler-test fixtures (peers.md c.1).
+// and diffusers' scheduler-test loop (peers.md c.1; the fixtures are diffusers_dummy.hpp's).
 
 #include <diffuse/analytic/gaussian.hpp>
 #include <diffuse/backend/lincomb.hpp>
@@ -14,7 +14,9 @@
 #include <diffuse/schedules/discrete_schedule.hpp>
 #include <diffuse/schedules/sigmas.hpp>
 
+#include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 
 #include <Eigen/Dense>
 #include <doctest/doctest.h>
@@ -62,11 +64,6 @@ std::vector<double> ladder_errors(Make make, const analytic::gaussian& g, predic
         MESSAGE(os.str());
     }
     return errs;
-}
-
-/// LSQ slope over the last four entries (C2).
-inline double last4_order(const std::vector<int>& ns, const std::vector<double>& errs) {
-    return fitted_order(std::vector<int>(ns.end() - 4, ns.end()), std::vector<double>(errs.end() - 4, errs.end()));
 }
 
 // ---- exact output moments through the affine map (closed_forms C9, F1) ----------------------
@@ -156,6 +153,31 @@ inline std::pair<double, double> moment_errors(const gaussian_moments& a, const 
     return {(a.mean - b.mean).cwiseAbs().maxCoeff(), (a.cov - b.cov).cwiseAbs().maxCoeff()};
 }
 
+/// The moment ladder of the stochastic Euler-family tests (closed_forms C9 / F1): for each N in
+/// ns, the exact output moments (affine_moments) of make(N), started at the exact marginal at
+/// σ_max = order_sigma_max, against the exact marginal at order_sigma_min. Logs
+/// "name N = n: max |Δmean| .., max |Δcov| .." and checks |Δmean| < 1e-11 for each N (the mean is
+/// preserved exactly; 1e-11 is the round-off of O(e^{5.03} ≈ 153) impulse responses). Returns
+/// the max |Δcov| for each N.
+template <class Make>
+std::vector<double> affine_moment_ladder(Make make, const analytic::gaussian& g, prediction_type type,
+                                         const std::vector<int>& ns, const std::string& name) {
+    const exact_gaussian_denoiser model(g, type);
+    const gaussian_moments start = marginal_moments(g, 1.0, order_sigma_max);
+    const gaussian_moments target = marginal_moments(g, 1.0, order_sigma_min);
+    std::vector<double> cov_err;
+    for (int n : ns) {
+        const gaussian_moments m = affine_moments([&] { return make(n); }, model, start.mean, start.cov);
+        const auto [em, ec] = moment_errors(m, target);
+        cov_err.push_back(ec);
+        std::ostringstream os;
+        os << name << " N = " << n << ": max |Δmean| " << em << ", max |Δcov| " << ec;
+        MESSAGE(os.str());
+        CHECK(em < 1e-11);
+    }
+    return cov_err;
+}
+
 // ---- diffusers' scheduler-test fixtures (peers.md c.1) ---------------------------------------
 
 /// diffusers' float32 schedule of the scheduler tests: betas = torch.linspace(β_0, β_1, T, float32)
@@ -176,35 +198,9 @@ inline schedules::discrete_schedule diffusers_float32_linear(int T, double beta_
     return schedules::discrete_schedule::from_alphas_cumprod(ab);
 }
 
-/// dummy_sample_deter [4, 3, 8, 8]: element (b, c, h, w) = (256c + 32h + 4w + b)/768.
-template <class T>
-tensor<T, host_space> dummy_sample_deter() {
-    tensor<T, host_space> x(shape{4, 3, 8, 8});
-    for (int b = 0; b < 4; ++b)
-        for (int c = 0; c < 3; ++c)
-            for (int h = 0; h < 8; ++h)
-                for (int w = 0; w < 8; ++w) x(b, c, h, w) = static_cast<T>((256 * c + 32 * h + 4 * w + b) / 768.0);
-    return x;
-}
-
-/// dummy_model(x, t) = x·t/(t + 1), t = the level's timestep (cast to T as torch casts t to x's dtype).
-struct dummy_model {
-    prediction_type type = prediction_type::epsilon;
-    prediction_type prediction() const { return type; }
-    template <class T, class S>
-    void operator()(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x,
-                    const models::noise_condition& level, models::no_condition = {}) const {
-        const T t = static_cast<T>(level.timestep.value());
-        for (std::int64_t i = 0; i < x.numel(); ++i) out[i] = x[i] * t / (t + T(1));
-    }
-};
-
-template <class T>
-double abs_sum(const tensor<T, host_space>& x) {
-    double s = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) s += std::abs(static_cast<double>(x.cview()[i]));
-    return s;
-}
+using diffusers::abs_sum;
+using diffusers::dummy_model;
+using diffusers::dummy_sample_deter;
 
 /// diffusers' test loop: x = dummy_sample_deter·init_noise_sigma, then per step
 /// x = scale_model_input(x, t) — the SCALED x is what step() receives and continues from (the

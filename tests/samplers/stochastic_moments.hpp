@@ -12,11 +12,16 @@
 // eigenbasis of V where the components are independent: per component a mean z-test, a
 // χ²_{n−1} variance test (Wilson–Hilferty quantiles) and, per pair, a correlation test
 // (√n·r ≈ N(0, 1)); Bonferroni over all of them at total false-failure rate alpha (closed_forms F2–F3).
+// mc_sampler_check runs the sample() driver on n fixed-seed draws of x_T and applies mc_check.
+//
+// exact_moment_ladder: exact_output_moments for a ladder of step counts against a target, the
+// weak-error protocol of the DPM++ stochastic tests.
 
 #include <diffuse/core/eigen_adapter.hpp>
 #include <diffuse/core/philox.hpp>
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/models/denoiser.hpp>
+#include <diffuse/samplers/sampler.hpp>
 
 #include "samplers/fixtures.hpp"
 
@@ -26,6 +31,9 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 namespace diffuse::test {
 
@@ -113,6 +121,49 @@ inline double mc_check(const Eigen::MatrixXd& samples, const Eigen::VectorXd& m,
         }
     }
     return worst;
+}
+
+/// n rows of N(mean, cov): mean + L z with L Lᵀ = cov (Cholesky) and z [n, d] row-major standard
+/// normals drawn from rng.
+inline Eigen::MatrixXd gaussian_rows(const Eigen::VectorXd& mean, const Eigen::MatrixXd& cov, Eigen::Index n, philox_rng& rng) {
+    const Eigen::MatrixXd L = cov.llt().matrixL();
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> z(n, mean.size());
+    rng.fill_normal(z.data(), static_cast<std::size_t>(z.size()));
+    Eigen::MatrixXd x = Eigen::MatrixXd(z) * L.transpose();
+    x.rowwise() += mean.transpose();
+    return x;
+}
+
+/// The Monte-Carlo moment test of a stochastic sampler (closed_forms F3): n rows x_T ~ N(mean_T,
+/// cov_T) drawn from philox_rng(seed), the sample() driver continuing on the same rng, then
+/// mc_check of the outputs against N(expect.mean, expect.cov) at total false-failure rate alpha.
+/// Returns the largest |z| seen.
+template <class M, class Sm>
+double mc_sampler_check(const M& model, Sm& s, const Eigen::VectorXd& mean_T, const Eigen::MatrixXd& cov_T, Eigen::Index n,
+                        std::uint64_t seed, const gaussian_moments& expect, double alpha) {
+    philox_rng rng(seed);
+    auto x = to_tensor(gaussian_rows(mean_T, cov_T, n, rng));
+    samplers::sample(model, s, x, rng);
+    return mc_check(to_matrix(x), expect.mean, expect.cov, alpha);
+}
+
+/// For each K in ks: the exact output moments of make(K) from x_T ~ N(mean_T, cov_T) against the
+/// target N(target.mean, target.cov). Logs "name, K = k: |mean error| .., max |Cov − target| .."
+/// and checks max |mean − target.mean| < 1e-12 for each K (the map is affine about the mean, which
+/// every step preserves: rounding only). Returns max |Cov − target.cov| for each K.
+template <class Make, class M>
+std::vector<double> exact_moment_ladder(Make make, const M& model, const Eigen::VectorXd& mean_T, const Eigen::MatrixXd& cov_T,
+                                        const gaussian_moments& target, const std::vector<int>& ks, const std::string& name) {
+    std::vector<double> errs;
+    for (int K : ks) {
+        auto s = make(K);
+        const gaussian_moments mo = exact_output_moments(s, model, mean_T, cov_T);
+        const double mean_err = (mo.mean - target.mean).cwiseAbs().maxCoeff();
+        errs.push_back((mo.cov - target.cov).cwiseAbs().maxCoeff());
+        MESSAGE(name << ", K = " << K << ": |mean error| " << mean_err << ", max |Cov − target| " << errs.back());
+        CHECK(mean_err < 1e-12);
+    }
+    return errs;
 }
 
 }  // namespace diffuse::test

@@ -8,7 +8,9 @@
 #include <diffuse/models/exact.hpp>
 #include <diffuse/schedules/discrete_schedule.hpp>
 
+#include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -27,43 +29,10 @@ namespace {
 
 using namespace diffuse::test;
 
-/// A log-SNR-uniform table of T = 2561 levels: logSNR from 9.12 (t = 0, λ = 4.56) to −10.06
-/// (t = 2560, λ = −5.03), the range of closed_forms C2 (VP-linear, t in [1e-3, 1]).
-discrete_schedule logsnr_table() {
-    std::vector<double> ls(2561);
-    for (int k = 0; k <= 2560; ++k) ls[k] = 9.12 - (9.12 + 10.06) * k / 2560.0;
-    return discrete_schedule::from_log_snr(ls);
-}
-
-/// diffusers' dummy_sample_deter [4, 3, 8, 8]: element (b, c, h, w) = (256c + 32h + 4w + b)/768.
-template <class T>
-tensor<T, host_space> dummy_sample_deter() {
-    tensor<T, host_space> x(shape{4, 3, 8, 8});
-    for (int b = 0; b < 4; ++b)
-        for (int c = 0; c < 3; ++c)
-            for (int h = 0; h < 8; ++h)
-                for (int w = 0; w < 8; ++w) x(b, c, h, w) = static_cast<T>((256 * c + 32 * h + 4 * w + b) / 768.0);
-    return x;
-}
-
-/// diffusers' dummy_model(x, t) = x·t/(t + 1), declared as `type`.
-struct dummy_model {
-    pt type = pt::epsilon;
-    pt prediction() const { return type; }
-    template <class T, class S>
-    void operator()(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x,
-                    const models::noise_condition& level, models::no_condition = {}) const {
-        const T t = static_cast<T>(*level.timestep);
-        for (std::int64_t i = 0; i < x.numel(); ++i) out[i] = x[i] * t / (t + T(1));
-    }
-};
-
-template <class T>
-double abs_sum(const tensor<T, host_space>& x) {
-    double s = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) s += std::abs(static_cast<double>(x.cview()[i]));
-    return s;
-}
+using diffusers::abs_sum;
+using diffusers::dummy_model;
+using diffusers::dummy_noise_deter;
+using diffusers::dummy_sample_deter;
 
 }  // namespace
 
@@ -89,8 +58,7 @@ TEST_CASE("ddim eta 0 converges with order 1 to the exact PF-ODE endpoint on a l
         errs.push_back((to_matrix(x) - exact).cwiseAbs().maxCoeff());
         MESSAGE("DDIM N = " << n << " max error " << errs.back());
     }
-    const double slope = fitted_order(std::vector<int>(ns.begin() + 2, ns.end()),
-                                      std::vector<double>(errs.begin() + 2, errs.end()));
+    const double slope = last4_order(ns, errs);
     MESSAGE("DDIM fitted order (LSQ, N = 40..320): " << slope);
     // Band of closed_forms C2 (measured 0.988 there): |slope − 1| < 0.1.
     CHECK(std::abs(slope - 1.0) < 0.1);
@@ -215,8 +183,7 @@ TEST_CASE("ddim reproduces diffusers test_full_loop_with_noise from t_start 8") 
     ddim_sampler s(sched, cfg);
     s.set_timesteps(10);
     const auto x0 = dummy_sample_deter<double>();
-    tensor<double, host_space> noise(x0.shape());
-    for (std::int64_t i = 0; i < noise.numel(); ++i) noise[i] = 1.0 - x0[i] - 1.0 / 768.0;
+    const auto noise = dummy_noise_deter<double>();
     tensor<double, host_space> x(x0.shape());
     lincomb(x, sched.alpha(100), x0, sched.sigma(100), noise);
     const dummy_model m{pt::epsilon};

@@ -16,6 +16,7 @@
 #include <diffuse/samplers/ddim.hpp>
 #include <diffuse/schedules/discrete_schedule.hpp>
 
+#include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
 #include "support/check.hpp"
 
@@ -127,30 +128,10 @@ void impulse_moments(ddpm_sampler& s, const M& model, int d, const Eigen::Vector
     }
 }
 
-/// diffusers' dummy_sample_deter [4, 3, 8, 8]: element (b, c, h, w) = (256c + 32h + 4w + b)/768.
-template <class T>
-tensor<T, host_space> dummy_sample_deter() {
-    tensor<T, host_space> x(shape{4, 3, 8, 8});
-    for (int b = 0; b < 4; ++b)
-        for (int c = 0; c < 3; ++c)
-            for (int h = 0; h < 8; ++h)
-                for (int w = 0; w < 8; ++w) x(b, c, h, w) = static_cast<T>((256 * c + 32 * h + 4 * w + b) / 768.0);
-    return x;
-}
-
-/// diffusers' dummy_model(x, t) = x·t/(t + 1), in T (t a Python int in the DDPM loops).
-template <class T>
-void dummy_model(tensor<T, host_space>& out, const tensor<T, host_space>& x, int t) {
-    const T tt = static_cast<T>(t);
-    for (std::int64_t i = 0; i < x.numel(); ++i) out[i] = x.cview()[i] * tt / (tt + T(1));
-}
-
-template <class T>
-double abs_sum(const tensor<T, host_space>& x) {
-    double s = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) s += std::abs(static_cast<double>(x.cview()[i]));
-    return s;
-}
+using diffusers::abs_sum;
+using diffusers::dummy_model_at;
+using diffusers::dummy_noise_deter;
+using diffusers::dummy_sample_deter;
 
 }  // namespace
 
@@ -415,7 +396,7 @@ TEST_CASE_TEMPLATE("ddpm reproduces diffusers test_full_loop_no_noise and v-pred
         int draws = 0;
         for (std::size_t i = 0; i < s.num_steps(); ++i) {
             const int t = s.timesteps()[i];
-            dummy_model(out, x, t);
+            dummy_model_at(out, x, t);
             if (s.step_adds_noise(i)) {
                 gen.randn(zf);  // diffusers draws float32 (the model output's dtype)
                 for (std::int64_t q = 0; q < z.numel(); ++q) z[q] = static_cast<T>(zf[q]);
@@ -448,16 +429,16 @@ TEST_CASE_TEMPLATE("ddpm reproduces diffusers test_full_loop_with_noise (t_start
     ddpm_sampler s(discrete_schedule::named("linear", 1000),
                    ddpm_config{.convention = variance_convention::diffusers, .clip_sample = true});
     const auto x0 = dummy_sample_deter<T>();
-    tensor<T, host_space> noise(x0.shape()), x(x0.shape()), out(x0.shape()), z(x0.shape());
+    const auto noise = dummy_noise_deter<T>();
+    tensor<T, host_space> x(x0.shape()), out(x0.shape()), z(x0.shape());
     tensor<float, host_space> zf(x0.shape());
-    for (std::int64_t i = 0; i < noise.numel(); ++i) noise[i] = static_cast<T>(1.0 - x0.cview()[i] - 1.0 / 768.0);
     const std::size_t k = s.index_for_timestep(1);
     CHECK(k == 998);
     add_noise(s, x.view(), x0.cview(), noise.cview(), k);
     s.set_begin_index(k);
     torch_cpu_generator gen(0);
     for (std::size_t i = s.begin_index(); i < s.num_steps(); ++i) {
-        dummy_model(out, x, s.timesteps()[i]);
+        dummy_model_at(out, x, s.timesteps()[i]);
         if (s.step_adds_noise(i)) {
             gen.randn(zf);
             for (std::int64_t q = 0; q < z.numel(); ++q) z[q] = static_cast<T>(zf[q]);

@@ -37,16 +37,10 @@ namespace {
 
 using namespace diffuse::test;
 
+using diffusers::abs_mean;
 using diffusers::dummy_model;
 using diffusers::dummy_noise_deter;
 using diffusers::dummy_sample_deter;
-
-template <class T>
-double abs_mean(const tensor<T, host_space>& x) {
-    double s = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) s += std::abs(static_cast<double>(x.cview()[i]));
-    return s / static_cast<double>(x.numel());
-}
 
 /// The config of diffusers' test_scheduler_dpm_multi.py get_scheduler_config().
 dpm_multistep_config diffusers_test_config() {

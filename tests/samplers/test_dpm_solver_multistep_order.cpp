@@ -11,6 +11,7 @@
 #include <diffuse/schedules/discrete_schedule.hpp>
 
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -83,7 +84,7 @@ ladder run_ladder(const dpm_multistep_config& cfg, state_space space, pt type, b
         sample(model, s, x, rng);
         out.err.push_back((to_matrix(x) - exact).cwiseAbs().maxCoeff());
     }
-    out.slope = fitted_order(std::vector<int>(ns.end() - 4, ns.end()), std::vector<double>(out.err.end() - 4, out.err.end()));
+    out.slope = last4_order(ns, out.err);
     return out;
 }
 

@@ -9,6 +9,7 @@
 #include <diffuse/schedules/sigmas.hpp>
 
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -79,8 +80,7 @@ moment_ladder run(const analytic::gaussian& g, const dpm_multistep_config& cfg, 
         out.mean_err.push_back((mo.mean - g.marginal_mean(lN.a)).cwiseAbs().maxCoeff());
         out.cov_err.push_back((mo.cov - g.marginal_cov(lN.a, lN.s)).cwiseAbs().maxCoeff());
     }
-    out.slope = fitted_order(std::vector<int>(ns.end() - 4, ns.end()),
-                             std::vector<double>(out.cov_err.end() - 4, out.cov_err.end()));
+    out.slope = last4_order(ns, out.cov_err);
     return out;
 }
 

@@ -12,7 +12,9 @@
 #include <diffuse/schedules/discrete_schedule.hpp>
 #include <diffuse/schedules/sigmas.hpp>
 
+#include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -38,51 +40,10 @@ namespace {
 
 using namespace diffuse::test;
 
-/// K + 1 VP levels uniform in λ from −5.03 to 4.56 (the closed_forms C2 range).
-level_sequence logsnr_levels(int K) {
-    std::vector<double> sig;
-    for (int k = 0; k <= K; ++k) sig.push_back(std::exp(-(-5.03 + (4.56 + 5.03) * k / K)));
-    return level_sequence::vp(sig);
-}
-
-/// Runs the driver from the exact-marginal points xT and returns the result.
-template <class Sm>
-Eigen::MatrixXd run(const exact_gaussian_denoiser& model, Sm& s, const Eigen::MatrixXd& xT) {
-    auto x = to_tensor(xT);
-    philox_rng rng(0);
-    sample(model, s, x, rng);
-    return to_matrix(x);
-}
-
-/// diffusers' dummy_sample_deter [4, 3, 8, 8]: element (b, c, h, w) = (256c + 32h + 4w + b)/768.
-template <class T = double>
-tensor<T, host_space> dummy_sample_deter() {
-    tensor<T, host_space> x(shape{4, 3, 8, 8});
-    for (int b = 0; b < 4; ++b)
-        for (int c = 0; c < 3; ++c)
-            for (int h = 0; h < 8; ++h)
-                for (int w = 0; w < 8; ++w) x(b, c, h, w) = static_cast<T>((256 * c + 32 * h + 4 * w + b) / 768.0);
-    return x;
-}
-
-/// diffusers' dummy_model(x, t) = x·t/(t + 1), declared as `type`.
-struct dummy_model {
-    pt type = pt::epsilon;
-    pt prediction() const { return type; }
-    template <class T, class S>
-    void operator()(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x,
-                    const models::noise_condition& level, models::no_condition = {}) const {
-        const T t = static_cast<T>(*level.timestep);
-        for (std::int64_t i = 0; i < x.numel(); ++i) out[i] = x[i] * t / (t + T(1));
-    }
-};
-
-template <class T>
-double abs_mean(const tensor<T, host_space>& x) {
-    double s = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) s += std::abs(static_cast<double>(x.cview()[i]));
-    return s / static_cast<double>(x.numel());
-}
+using diffusers::abs_mean;
+using diffusers::dummy_model;
+using diffusers::dummy_noise_deter;
+using diffusers::dummy_sample_deter;
 
 /// The manual stepping loop from step `begin` (diffusers' `for t in timesteps[begin:]`).
 template <class T>
@@ -132,8 +93,7 @@ TEST_CASE_TEMPLATE("dpm singlestep reproduces diffusers test_scheduler_dpm_singl
         auto s = dpm_solver_singlestep_sampler::from_schedule(sched, 10, {}, final_level::sigma_min);
         s.set_begin_index(5);
         const auto x0 = dummy_sample_deter<T>();
-        tensor<T, host_space> noise(x0.shape());
-        for (std::int64_t i = 0; i < noise.numel(); ++i) noise[i] = static_cast<T>(1.0 - x0[i] - 1.0 / 768.0);
+        const auto noise = dummy_noise_deter<T>();
         tensor<T, host_space> x(x0.shape());
         add_noise(s, x.view(), x0.cview(), noise.cview(), 5);
         loop(dummy_model{}, s, x);
@@ -183,10 +143,9 @@ TEST_CASE("dpm singlestep 2 and 3 converge with orders 2 and 3 to the exact PF-O
                         logsnr_levels(K), std::vector<int>(static_cast<std::size_t>(K), order),
                         dpm_solver_singlestep_config{.order = order, .algorithm = a, .solver = v});
                     REQUIRE(s.num_steps() == static_cast<std::size_t>(order * K));
-                    errs.push_back((run(model, s, xT) - exact).cwiseAbs().maxCoeff());
+                    errs.push_back((run_sampler(model, s, xT) - exact).cwiseAbs().maxCoeff());
                 }
-                const double slope = fitted_order(std::vector<int>(ks.begin() + 2, ks.end()),
-                                                  std::vector<double>(errs.begin() + 2, errs.end()));
+                const double slope = last4_order(ks, errs);
                 const std::string name = std::string(a == alg::dpmsolver_pp ? "DPM-Solver++-" : "DPM-Solver-") +
                                          std::to_string(order) +
                                          (v == sol::midpoint ? " midpoint" : v == sol::heun ? " heun" : " dpm_solver");
@@ -216,7 +175,7 @@ TEST_CASE("dpm singlestep 1 equals DDIM eta 0 in both forms, to alpha_bar_0 and 
                 dpm_solver_singlestep_sampler s(
                     level_sequence::from_timesteps(sched, ts, to_one ? final_level::zero : final_level::sigma_min),
                     dpm_solver_singlestep_config{.order = 1, .algorithm = a});
-                const double err = (run(model, s, xT) - run(model, d, xT)).cwiseAbs().maxCoeff();
+                const double err = (run_sampler(model, s, xT) - run_sampler(model, d, xT)).cwiseAbs().maxCoeff();
                 CHECK_MESSAGE(err < 1e-12, "to_one " << to_one << " form " << static_cast<int>(a) << ": |DPM-1 − DDIM| = " << err);
             }
 }
@@ -309,7 +268,7 @@ TEST_CASE("dpm singlestep stages equal independent implementations of Lu et al. 
                 auto s = dpm_solver_singlestep_sampler::from_outer(
                     outer, std::vector<int>(K, c.order), dpm_solver_singlestep_config{.order = c.order, .algorithm = c.a, .solver = c.v});
                 Eigen::MatrixXd ref = marginal_points(g, outer[0].a, outer[0].s, 5);
-                const Eigen::MatrixXd got = run(model, s, ref);
+                const Eigen::MatrixXd got = run_sampler(model, s, ref);
                 for (int k = 0; k < K; ++k)
                     ref = c.ref(g, ref, {outer[k].a, outer[k].s}, {outer[k + 1].a, outer[k + 1].s}, vp);
                 const double err = (got - ref).cwiseAbs().maxCoeff();
@@ -331,7 +290,7 @@ TEST_CASE("dpm singlestep on a diffusers grid equals the dpm-solver form with in
             dpm_solver_singlestep_sampler grid(logsnr_levels(order * K), cfg);
             REQUIRE(grid.order_list() == outer.order_list());
             const Eigen::MatrixXd xT = marginal_points(g, grid.state_level(0).a, grid.state_level(0).s, 2);
-            CHECK((run(model, outer, xT) - run(model, grid, xT)).cwiseAbs().maxCoeff() < 1e-12);
+            CHECK((run_sampler(model, outer, xT) - run_sampler(model, grid, xT)).cwiseAbs().maxCoeff() < 1e-12);
         }
 }
 
@@ -342,7 +301,7 @@ TEST_CASE("dpm singlestep trajectories do not depend on the model's prediction t
         for (pt type : {pt::epsilon, pt::sample, pt::v_prediction, pt::score}) {
             auto s = dpm_solver_singlestep_sampler::from_outer(
                 logsnr_levels(5), {3, 3, 3, 2, 1}, dpm_solver_singlestep_config{.order = 3, .algorithm = a});
-            out.push_back(run(exact_gaussian_denoiser(g, type), s, marginal_points(g, s.state_level(0).a, s.state_level(0).s, 9)));
+            out.push_back(run_sampler(exact_gaussian_denoiser(g, type), s, marginal_points(g, s.state_level(0).a, s.state_level(0).s, 9)));
         }
         for (std::size_t k = 1; k < out.size(); ++k) CHECK((out[k] - out[0]).cwiseAbs().maxCoeff() < 1e-12);
     }
@@ -398,7 +357,7 @@ TEST_CASE("dpm singlestep set_begin_index lowers the order of a cut block as dif
     auto ref = dpm_solver_singlestep_sampler::from_outer(level_sequence::vp(rest), {1, 3, 3}, dpm_solver_singlestep_config{.order = 3},
                                                          0.5, 1.0 / 3.0, 2.0 / 3.0);
     // from_outer places intermediates at exactly 1/3, 2/3 of λ: the grid's are the same up to rounding.
-    CHECK((run(model, s, x1) - run(model, ref, x1)).cwiseAbs().maxCoeff() < 1e-12);
+    CHECK((run_sampler(model, s, x1) - run_sampler(model, ref, x1)).cwiseAbs().maxCoeff() < 1e-12);
 }
 
 TEST_CASE("dpm singlestep ends at sigma 0 with a first-order step that returns the x0 estimate") {
@@ -441,7 +400,7 @@ TEST_CASE("dpm singlestep with VP-level model input gives the same steps as stat
         DIFFUSE_CHECK_CLOSE(vp.model_input_scale(0), 1.0 / std::sqrt(1.0 + 6400.0), 0.0, 1e-15);
         CHECK(st.init_noise_sigma() == 80.0);
         const Eigen::MatrixXd xT = marginal_points(g, 1.0, 80.0, 6);
-        CHECK((run(model, st, xT) - run(model, vp, xT)).cwiseAbs().maxCoeff() < 1e-12);
+        CHECK((run_sampler(model, st, xT) - run_sampler(model, vp, xT)).cwiseAbs().maxCoeff() < 1e-12);
     }
 }
 

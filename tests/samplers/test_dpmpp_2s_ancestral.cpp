@@ -12,6 +12,7 @@
 #include <diffuse/schedules/sigmas.hpp>
 
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "samplers/stochastic_moments.hpp"
 #include "support/check.hpp"
 
@@ -127,7 +128,7 @@ TEST_CASE("dpmpp 2s ancestral with eta 0 is deterministic DPM-Solver++(2S) of or
         CHECK(rng.normal_offset() == 0u);
         errs.push_back((to_matrix(x) - exact).cwiseAbs().maxCoeff());
     }
-    const double slope = fitted_order(std::vector<int>(ks.begin() + 2, ks.end()), std::vector<double>(errs.begin() + 2, errs.end()));
+    const double slope = last4_order(ks, errs);
     MESSAGE("DPM++ 2S a (η = 0) errors K=10..320: " << errs[0] << " " << errs[1] << " " << errs[2] << " " << errs[3] << " "
                                                    << errs[4] << " " << errs[5] << "; LSQ slope " << slope);
     CHECK(slope > 1.85);
@@ -156,20 +157,14 @@ TEST_CASE("dpmpp 2s ancestral eta 1 exact output moments converge to the target 
     const auto g = gaussian3();
     const exact_gaussian_denoiser model(g, pt::sample);
     const double smin = 0.002, smax = 80.0;
-    const Eigen::MatrixXd cov_T = g.marginal_cov(1.0, smax), target = g.marginal_cov(1.0, smin);
     const std::vector<int> ks = {10, 20, 40, 80, 160};
-    std::vector<double> errs;
-    for (int K : ks) {
-        dpmpp_2s_ancestral_sampler s(level_sequence::ve(schedules::karras_sigmas(K + 1, smin, smax)));
-        const gaussian_moments mo = exact_output_moments(s, model, g.mean(), cov_T);
-        const double mean_err = (mo.mean - g.mean()).cwiseAbs().maxCoeff();
-        errs.push_back((mo.cov - target).cwiseAbs().maxCoeff());
-        MESSAGE("2S a η = 1, K = " << K << ": |mean error| " << mean_err << ", max |Cov − target| " << errs.back()
-                                   << " (target diag " << target(0, 0) << " " << target(1, 1) << " " << target(2, 2) << ")");
-        CHECK(mean_err < 1e-12);
-    }
+    const gaussian_moments target{g.mean(), g.marginal_cov(1.0, smin)};
+    MESSAGE("target diag " << target.cov(0, 0) << " " << target.cov(1, 1) << " " << target.cov(2, 2));
+    const std::vector<double> errs = exact_moment_ladder(
+        [&](int K) { return dpmpp_2s_ancestral_sampler(level_sequence::ve(schedules::karras_sigmas(K + 1, smin, smax))); }, model,
+        g.mean(), g.marginal_cov(1.0, smax), target, ks, "2S a η = 1");
     for (std::size_t i = 1; i < errs.size(); ++i) CHECK(errs[i] < errs[i - 1]);
-    const double slope = fitted_order(std::vector<int>(ks.begin() + 1, ks.end()), std::vector<double>(errs.begin() + 1, errs.end()));
+    const double slope = last4_order(ks, errs);
     MESSAGE("2S a η = 1 covariance-error LSQ slope (K = 20..160): " << slope);
     CHECK(slope > 1.7);
     CHECK(slope < 2.1);
@@ -186,16 +181,7 @@ TEST_CASE("dpmpp 2s ancestral Monte-Carlo moments match the exact affine-map mom
     const double smin = 0.002, smax = 80.0;
     dpmpp_2s_ancestral_sampler s(level_sequence::ve(schedules::karras_sigmas(7, smin, smax)));
     const gaussian_moments mo = exact_output_moments(s, model, g.mean(), g.marginal_cov(1.0, smax));
-    const Eigen::Index n = 20000;
-    philox_rng rng(2024);
-    const Eigen::MatrixXd L = g.marginal_cov(1.0, smax).llt().matrixL();
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> z(n, 3);
-    rng.fill_normal(z.data(), static_cast<std::size_t>(z.size()));
-    Eigen::MatrixXd xT = Eigen::MatrixXd(z) * L.transpose();
-    xT.rowwise() += g.mean().transpose();
-    auto x = to_tensor(xT);
-    sample(model, s, x, rng);
-    const double worst = mc_check(to_matrix(x), mo.mean, mo.cov, 1e-6);
+    const double worst = mc_sampler_check(model, s, g.mean(), g.marginal_cov(1.0, smax), 20000, 2024, mo, 1e-6);
     MESSAGE("2S a Monte Carlo (n = 20000): largest |z| = " << worst);
 }
 

@@ -11,6 +11,7 @@
 #include <diffuse/samplers/euler.hpp>
 #include <diffuse/schedules/discrete_schedule.hpp>
 
+#include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
 #include "support/check.hpp"
 
@@ -216,25 +217,12 @@ TEST_CASE("img2img reproduces diffusers' DDIM test_full_loop_with_noise") {
     cfg.previous = prev_rule::diffusers_subtract;
     ddim_sampler s(discrete_schedule::named("linear", 1000), cfg);
     s.set_timesteps(10);
-    tensor<double, host_space> x0(shape{4, 3, 8, 8}), noise(shape{4, 3, 8, 8}), x(shape{4, 3, 8, 8});
-    for (int b = 0; b < 4; ++b)
-        for (int c = 0; c < 3; ++c)
-            for (int h = 0; h < 8; ++h)
-                for (int w = 0; w < 8; ++w) x0(b, c, h, w) = (256 * c + 32 * h + 4 * w + b) / 768.0;
-    for (std::int64_t i = 0; i < noise.numel(); ++i) noise[i] = 1.0 - x0[i] - 1.0 / 768.0;
+    const auto x0 = diffusers::dummy_sample_deter<double>(), noise = diffusers::dummy_noise_deter<double>();
+    tensor<double, host_space> x(x0.shape());
     CHECK(img2img_start_with_noise(s, 0.2, x0.cview(), noise.cview(), x.view()) == 8u);
-    struct dummy {
-        pt prediction() const { return pt::epsilon; }
-        void operator()(tensor_view<double, host_space> out, tensor_view<const double, host_space> in,
-                        const models::noise_condition& l, models::no_condition = {}) const {
-            const double t = *l.timestep;
-            for (std::int64_t i = 0; i < in.numel(); ++i) out[i] = in[i] * t / (t + 1);
-        }
-    };
     philox_rng rng(0);
-    sample(dummy{}, s, x, rng);
-    double sum = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) sum += std::abs(x[i]);
+    sample(diffusers::dummy_model{pt::epsilon}, s, x, rng);
+    const double sum = diffusers::abs_sum(x);
     MESSAGE("img2img DDIM full loop with noise: sum |x| = " << sum);
     DIFFUSE_CHECK_CLOSE(sum, 354.5418, 1e-2, 0.0);
     DIFFUSE_CHECK_CLOSE(sum / 768.0, 0.4616, 1e-3, 0.0);

@@ -11,7 +11,9 @@
 #include <diffuse/samplers/euler.hpp>
 #include <diffuse/schedules/discrete_schedule.hpp>
 
+#include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -33,33 +35,6 @@ namespace {
 
 using namespace diffuse::test;
 
-// The λ range of closed_forms C2 (VP-linear, t from 1e-3 to 1): λ from 4.56 (data side) to −5.03.
-constexpr double lambda_low_noise = 4.56, lambda_high_noise = -5.03;
-
-/// n + 1 levels uniform in λ, σ = e^{−λ}, from the noisy end (ℓ_0) to the data side (ℓ_n).
-level_sequence logsnr_levels(int n, state_space space = state_space::vp) {
-    std::vector<double> sig(static_cast<std::size_t>(n) + 1);
-    for (int k = 0; k <= n; ++k)
-        sig[static_cast<std::size_t>(k)] =
-            std::exp(-(lambda_high_noise + (lambda_low_noise - lambda_high_noise) * k / n));
-    return level_sequence(sig, space);
-}
-
-/// The 2561-level log-SNR table of test_ddim.cpp (logSNR 9.12 at t = 0 to −10.06 at t = 2560).
-discrete_schedule logsnr_table() {
-    std::vector<double> ls(2561);
-    for (int k = 0; k <= 2560; ++k) ls[static_cast<std::size_t>(k)] = 9.12 - (9.12 + 10.06) * k / 2560.0;
-    return discrete_schedule::from_log_snr(ls);
-}
-
-template <class Sm>
-Eigen::MatrixXd run(const exact_gaussian_denoiser& model, Sm& s, const Eigen::MatrixXd& x0) {
-    auto x = to_tensor(x0);
-    philox_rng rng(0);
-    sample(model, s, x, rng);
-    return to_matrix(x);
-}
-
 /// Forward DPM-Solver++(2M) by hand on a decreasing level sequence with the exact x0 estimate
 /// (first step first order, no lower-order final step): the sampling counterpart of the inverse,
 /// through the same coefficient function.
@@ -79,44 +54,12 @@ Eigen::MatrixXd forward_2m(const analytic::gaussian& g, const level_sequence& se
     return x;
 }
 
-double max_abs_diff(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return (a - b).cwiseAbs().maxCoeff(); }
-
+/// The order ladder of closed_forms C2; the fits use its last four entries (N = 40..320).
 const std::vector<int> ladder = {10, 20, 40, 80, 160, 320};
 
-/// LSQ slope over the last four entries (N = 40..320; N = 10 is pre-asymptotic, closed_forms C2).
-double tail_order(const std::vector<double>& errs) {
-    return fitted_order(std::vector<int>(ladder.begin() + 2, ladder.end()),
-                        std::vector<double>(errs.begin() + 2, errs.end()));
-}
-
-/// diffusers' dummy_sample_deter [4, 3, 8, 8] and dummy_model(x, t) = x·t/(t + 1) (test_schedulers.py).
-template <class T>
-tensor<T, host_space> dummy_sample_deter() {
-    tensor<T, host_space> x(shape{4, 3, 8, 8});
-    for (int b = 0; b < 4; ++b)
-        for (int c = 0; c < 3; ++c)
-            for (int h = 0; h < 8; ++h)
-                for (int w = 0; w < 8; ++w) x(b, c, h, w) = static_cast<T>((256 * c + 32 * h + 4 * w + b) / 768.0);
-    return x;
-}
-
-struct dummy_model {
-    pt type = pt::epsilon;
-    pt prediction() const { return type; }
-    template <class T, class S>
-    void operator()(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x,
-                    const models::noise_condition& level, models::no_condition = {}) const {
-        const T t = static_cast<T>(*level.timestep);
-        for (std::int64_t i = 0; i < x.numel(); ++i) out[i] = x[i] * t / (t + T(1));
-    }
-};
-
-template <class T>
-double abs_sum(const tensor<T, host_space>& x) {
-    double s = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) s += std::abs(static_cast<double>(x.cview()[i]));
-    return s;
-}
+using diffusers::abs_sum;
+using diffusers::dummy_model;
+using diffusers::dummy_sample_deter;
 
 /// Exact denoiser of a point mass at mu (x0_hat = mu, eps_hat = (x − a mu)/s).
 struct point_mass_model {
@@ -148,11 +91,11 @@ TEST_CASE("ddim inversion converges with order 1 to the exact PF-ODE flow, model
             ddim_inverse_sampler inv(seq, ddim_inverse_config{.model_at = at});
             REQUIRE(inv.num_steps() == static_cast<std::size_t>(n));
             const Eigen::MatrixXd exact = g.pf_ode_flow(x_lo, lo.a, lo.s, hi.a, hi.s);
-            errs.push_back(max_abs_diff(run(model, inv, x_lo), exact));
+            errs.push_back(max_abs_diff(run_sampler(model, inv, x_lo), exact));
             MESSAGE("DDIM inversion (" << std::string(at == inverse_model_level::current ? "current" : "next") << ") N = " << n
                                        << " max error vs pf_ode_flow " << errs.back());
         }
-        const double slope = tail_order(errs);
+        const double slope = last4_order(ladder, errs);
         MESSAGE("DDIM inversion fitted order (N = 40..320): " << slope);
         // Band of closed_forms C2 for first-order solvers: |slope − 1| < 0.1.
         CHECK(std::abs(slope - 1.0) < 0.1);
@@ -171,11 +114,11 @@ TEST_CASE("dpm-solver++ 2M inverse converges with order 2 to the exact PF-ODE fl
             const Eigen::MatrixXd x_lo = marginal_points(g, lo.a, lo.s, 7);
             dpmpp_2m_inverse_sampler inv(seq, dpmpp_2m_inverse_config{.variant = v});
             const Eigen::MatrixXd exact = g.pf_ode_flow(x_lo, lo.a, lo.s, hi.a, hi.s);
-            errs.push_back(max_abs_diff(run(model, inv, x_lo), exact));
+            errs.push_back(max_abs_diff(run_sampler(model, inv, x_lo), exact));
             MESSAGE("2M inverse (" << std::string(v == inverse_2m_variant::midpoint ? "midpoint" : "heun") << ") N = " << n
                                    << " max error vs pf_ode_flow " << errs.back());
         }
-        const double slope = tail_order(errs);
+        const double slope = last4_order(ladder, errs);
         MESSAGE("2M inverse fitted order (N = 40..320): " << slope);
         // Band of closed_forms C2 for DPM-Solver++(2M) (1.992 there): [1.85, 2.20].
         CHECK(slope > 1.85);
@@ -201,12 +144,12 @@ TEST_CASE("ddim inversion followed by ddim sampling returns the input with error
         inv.set_timesteps(up);
         ddim_sampler fwd(sched, ddim_config{.set_alpha_to_one = false});
         fwd.set_timesteps(down);
-        const Eigen::MatrixXd x_T = run(model, inv, x_in);
-        const Eigen::MatrixXd back = run(model, fwd, x_T);
+        const Eigen::MatrixXd x_T = run_sampler(model, inv, x_in);
+        const Eigen::MatrixXd back = run_sampler(model, fwd, x_T);
         errs.push_back(max_abs_diff(back, x_in));
         MESSAGE("DDIM invert + sample N = " << n << ": max |reconstruction − input| = " << errs.back());
     }
-    const double slope = tail_order(errs);
+    const double slope = last4_order(ladder, errs);
     MESSAGE("DDIM reconstruction error fitted order (N = 40..320): " << slope);
     // Each inverse/forward step pair differs at O(h²) (explicit Euler one way, the other way):
     // first order globally; band of closed_forms C2.
@@ -228,13 +171,12 @@ TEST_CASE("2M inversion followed by 2M sampling returns the input with error of 
         const noise_condition lo = seq[seq.size() - 1];
         const Eigen::MatrixXd x_in = marginal_points(g, lo.a, lo.s, 11);
         dpmpp_2m_inverse_sampler inv(seq, dpmpp_2m_inverse_config{.lower_order_final = false});
-        const Eigen::MatrixXd x_T = run(model, inv, x_in);
+        const Eigen::MatrixXd x_T = run_sampler(model, inv, x_in);
         const Eigen::MatrixXd back = forward_2m(g, seq, x_T);
         errs.push_back(max_abs_diff(back, x_in));
         MESSAGE("2M invert + 2M sample N = " << n << ": max |reconstruction − input| = " << errs.back());
     }
-    const double slope = fitted_order(std::vector<int>(ns.end() - 4, ns.end()),
-                                      std::vector<double>(errs.end() - 4, errs.end()));
+    const double slope = last4_order(ns, errs);
     MESSAGE("2M reconstruction error fitted order (N = 320..2560): " << slope);
     CHECK(slope > 1.85);  // band of closed_forms C2 for second-order solvers
     CHECK(slope < 2.20);
@@ -253,7 +195,7 @@ TEST_CASE("the hand-written forward 2M used above is itself second order") {
         const Eigen::MatrixXd x_T = marginal_points(g, hi.a, hi.s, 7);
         errs.push_back(max_abs_diff(forward_2m(g, seq, x_T), g.pf_ode_flow(x_T, hi.a, hi.s, lo.a, lo.s)));
     }
-    const double slope = tail_order(errs);
+    const double slope = last4_order(ladder, errs);
     MESSAGE("forward 2M fitted order (N = 40..320): " << slope);
     CHECK(slope > 1.85);
     CHECK(slope < 2.20);
@@ -298,8 +240,8 @@ TEST_CASE("inversion gives the same result for eps, x0, v and score models") {
         const exact_gaussian_denoiser model(g, type);
         ddim_inverse_sampler a(seq);
         dpmpp_2m_inverse_sampler b(seq);
-        d.push_back(run(model, a, x_lo));
-        m.push_back(run(model, b, x_lo));
+        d.push_back(run_sampler(model, a, x_lo));
+        m.push_back(run_sampler(model, b, x_lo));
     }
     // Only the conversion coefficients differ: agreement to rounding (|x| <= ~60 here, 1e-12).
     for (std::size_t k = 1; k < d.size(); ++k) {
@@ -320,9 +262,9 @@ TEST_CASE("inversion on VE levels equals inversion on VP levels scaled by a") {
     dpmpp_2m_inverse_sampler b_vp(vp), b_ve(ve);
     const double top_a = vp[0].a;
     // |x_ve| at the top reaches ~σ_max ≈ 153: relative 1e-13.
-    const Eigen::MatrixXd r1 = run(model, a_ve, x_ve), r2 = run(model, b_ve, x_ve);
-    CHECK(max_abs_diff(run(model, a_vp, x_vp), top_a * r1) < 1e-13 * r1.cwiseAbs().maxCoeff());
-    CHECK(max_abs_diff(run(model, b_vp, x_vp), top_a * r2) < 1e-13 * r2.cwiseAbs().maxCoeff());
+    const Eigen::MatrixXd r1 = run_sampler(model, a_ve, x_ve), r2 = run_sampler(model, b_ve, x_ve);
+    CHECK(max_abs_diff(run_sampler(model, a_vp, x_vp), top_a * r1) < 1e-13 * r1.cwiseAbs().maxCoeff());
+    CHECK(max_abs_diff(run_sampler(model, b_vp, x_vp), top_a * r2) < 1e-13 * r2.cwiseAbs().maxCoeff());
 }
 
 TEST_CASE_TEMPLATE("ddim inversion reproduces diffusers DDIMInverseScheduler full-loop oracles", T, float, double) {
@@ -463,7 +405,7 @@ TEST_CASE("2M inverse timesteps for leading and trailing spacing, history and be
     for (std::size_t k = 0; k + 5 <= 12; ++k) tail.push_back(seq.sigma(k));
     dpmpp_2m_inverse_sampler part(level_sequence::vp(tail));
     const Eigen::MatrixXd x = marginal_points(g, start.a, start.s, 9);
-    CHECK(max_abs_diff(run(model, full, x), run(model, part, x)) < 1e-13);
+    CHECK(max_abs_diff(run_sampler(model, full, x), run_sampler(model, part, x)) < 1e-13);
 }
 
 TEST_CASE("2M inverse from sigma 0 takes the DDIM form and needs an eps-convertible model") {

@@ -12,6 +12,7 @@
 #include <diffuse/schedules/sigmas.hpp>
 
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -32,13 +33,6 @@ using schedules::discrete_schedule;
 namespace {
 
 using namespace diffuse::test;
-
-Eigen::MatrixXd run(ipndm_sampler& s, const exact_gaussian_denoiser& model, const Eigen::MatrixXd& xT) {
-    auto x = to_tensor(xT);
-    philox_rng rng(0);
-    sample(model, s, x, rng);
-    return to_matrix(x);
-}
 
 /// k-diffusion / ComfyUI sample_ipndm, transcribed: d = (x − D)/σ, AB with fixed weights of order
 /// min(max_order, i + 1), x = D when σ_next = 0.
@@ -127,16 +121,10 @@ ladder ipndm_ladder(Levels levels, const std::vector<int>& ns, int max_order = 4
         const noise_condition a = L[0], b = L[L.size() - 1];
         const Eigen::MatrixXd xT = marginal_points(g, a.a, a.s, 7);
         ipndm_sampler s(L, ipndm_config{.max_order = max_order});
-        l.errs.push_back((run(s, model, xT) - g.pf_ode_flow(xT, a.a, a.s, b.a, b.s)).cwiseAbs().maxCoeff());
+        l.errs.push_back((run_sampler(model, s, xT) - g.pf_ode_flow(xT, a.a, a.s, b.a, b.s)).cwiseAbs().maxCoeff());
     }
-    l.slope = fitted_order(std::vector<int>(ns.end() - 4, ns.end()), std::vector<double>(l.errs.end() - 4, l.errs.end()));
+    l.slope = last4_order(ns, l.errs);
     return l;
-}
-
-level_sequence logsnr_levels(int n) {
-    std::vector<double> sig;
-    for (int k = 0; k <= n; ++k) sig.push_back(std::exp(-(-5.03 + (4.56 + 5.03) * k / n)));
-    return level_sequence::vp(sig);
 }
 
 level_sequence sigma_uniform_levels(int n) {  // VE, σ from 1.5 to 0.3 (the ρ-grid of test_pndm.cpp)
@@ -157,7 +145,7 @@ TEST_CASE("ipndm equals a transcription of k-diffusion sample_ipndm on Karras si
         for (pt type : {pt::sample, pt::epsilon, pt::v_prediction}) {
             ipndm_sampler s(sig, ipndm_config{.max_order = max_order});
             const double err =
-                (run(s, exact_gaussian_denoiser(g, type), xT) - kdiffusion_ipndm(g, sig, xT, max_order)).cwiseAbs().maxCoeff();
+                (run_sampler(exact_gaussian_denoiser(g, type), s, xT) - kdiffusion_ipndm(g, sig, xT, max_order)).cwiseAbs().maxCoeff();
             worst = std::max(worst, err);
             CHECK_MESSAGE(err < 1e-12, "max_order " << max_order << " " << process::to_string(type) << ": " << err);
         }
@@ -190,7 +178,7 @@ TEST_CASE("ipndm on diffusers levels equals a transcription of diffusers IPNDMSc
     // With a non-zero mean the first step keeps a'·E[x0] (diffusers drops it).
     ipndm_sampler s(ipndm_sampler::diffusers_levels(10));
     const Eigen::MatrixXd xT = marginal_points(g0, 0.0, 1.0, 6);
-    const Eigen::MatrixXd ours = run(s, exact_gaussian_denoiser(g0, pt::v_prediction), xT);
+    const Eigen::MatrixXd ours = run_sampler(exact_gaussian_denoiser(g0, pt::v_prediction), s, xT);
     CHECK(ours.allFinite());
 }
 
@@ -233,7 +221,7 @@ TEST_CASE("ipndm on VE levels equals ipndm on the VP levels of the same sigmas")
     for (bool dz : {true, false}) {
         ipndm_sampler a(ve, ipndm_config{.denoise_at_zero = dz}), b(vp, ipndm_config{.denoise_at_zero = dz});
         const exact_gaussian_denoiser model(g, pt::epsilon);
-        const double err = (run(b, model, vp[0].a * xve) - run(a, model, xve)).cwiseAbs().maxCoeff();  // a_N = 1
+        const double err = (run_sampler(model, b, vp[0].a * xve) - run_sampler(model, a, xve)).cwiseAbs().maxCoeff();  // a_N = 1
         CHECK_MESSAGE(err < 1e-12, "denoise_at_zero " << dz << ": " << err);
     }
 }
@@ -244,7 +232,7 @@ TEST_CASE("ipndm measured orders: second order on a logSNR grid and from its AB1
     // first step is Euler (local O(h²)) and the second AB2 (local O(h³)): the global error is
     // O(h²) from the start. Measured slopes in the messages; bands ± 0.15 about 2.
     const std::vector<int> ns = {20, 40, 80, 160, 320, 640};
-    const ladder a = ipndm_ladder(logsnr_levels, ns);
+    const ladder a = ipndm_ladder([](int n) { return logsnr_levels(n); }, ns);
     MESSAGE("iPNDM logSNR grid: " << describe(ns, a));
     CHECK(std::abs(a.slope - 2.0) < 0.15);
     const ladder b = ipndm_ladder(sigma_uniform_levels, ns);
@@ -265,8 +253,8 @@ TEST_CASE("ipndm restarts its history at begin_index") {
     CHECK(s.step_order(9) == 4);
     ipndm_sampler t(L.tail(6));
     const Eigen::MatrixXd x6 = marginal_points(g, L[6].a, L[6].s, 4);
-    CHECK((run(s, model, x6) - run(t, model, x6)).cwiseAbs().maxCoeff() == 0.0);
-    CHECK((run(s, model, x6) - run(t, model, x6)).cwiseAbs().maxCoeff() == 0.0);
+    CHECK((run_sampler(model, s, x6) - run_sampler(model, t, x6)).cwiseAbs().maxCoeff() == 0.0);
+    CHECK((run_sampler(model, s, x6) - run_sampler(model, t, x6)).cwiseAbs().maxCoeff() == 0.0);
     const ipndm_coeffs c = s.coefficients(9);
     DIFFUSE_CHECK_CLOSE(c.c_e[0], L[10].a * (L.sigma(10) - L.sigma(9)) * 55.0 / 24.0, 0.0, 1e-14);
 }

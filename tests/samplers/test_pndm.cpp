@@ -13,6 +13,7 @@
 
 #include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -33,13 +34,6 @@ using schedules::discrete_schedule;
 namespace {
 
 using namespace diffuse::test;
-
-/// The logSNR-uniform table of test_ddim.cpp: T = 2561, logSNR from 9.12 (t = 0) to −10.06.
-discrete_schedule logsnr_table() {
-    std::vector<double> ls(2561);
-    for (int k = 0; k <= 2560; ++k) ls[static_cast<std::size_t>(k)] = 9.12 - (9.12 + 10.06) * k / 2560.0;
-    return discrete_schedule::from_log_snr(ls);
-}
 
 /// A table uniform in ρ = √((1−ᾱ)/ᾱ): T = 12801, ρ from 0.3 (t = 0) to 1.5 (t = 12800). The range
 /// is where e changes most for the test Gaussian, so the start method shows in the error.
@@ -78,7 +72,7 @@ ladder pndm_ladder(const discrete_schedule& sched, const pndm_config& cfg, const
                    pt type = pt::epsilon) {
     ladder l;
     for (int n : ns) l.errs.push_back(pndm_error(sched, cfg, n, type));
-    l.slope = fitted_order(std::vector<int>(ns.end() - 4, ns.end()), std::vector<double>(l.errs.end() - 4, l.errs.end()));
+    l.slope = last4_order(ns, l.errs);
     return l;
 }
 

@@ -13,6 +13,7 @@
 
 #include "samplers/diffusers_dummy.hpp"
 #include "samplers/fixtures.hpp"
+#include "samplers/order_fixtures.hpp"
 #include "support/check.hpp"
 
 #include <doctest/doctest.h>
@@ -35,20 +36,6 @@ namespace {
 
 using namespace diffuse::test;
 
-/// N + 1 VP levels uniform in λ from −5.03 to 4.56 (closed_forms C2: VP-linear t from 1 to 1e-3).
-level_sequence logsnr_levels(int n, state_space space = state_space::vp) {
-    std::vector<double> sig(static_cast<std::size_t>(n) + 1);
-    for (int k = 0; k <= n; ++k) sig[static_cast<std::size_t>(k)] = std::exp(-(-5.03 + (4.56 + 5.03) * k / n));
-    return level_sequence(sig, space);
-}
-
-Eigen::MatrixXd run(unipc_sampler& s, const exact_gaussian_denoiser& model, const Eigen::MatrixXd& xT) {
-    auto x = to_tensor(xT);
-    philox_rng rng(0);
-    sample(model, s, x, rng);
-    return to_matrix(x);
-}
-
 struct ladder {
     std::vector<int> ns;
     std::vector<double> errs;
@@ -66,9 +53,9 @@ ladder order_ladder(const unipc_config& cfg, std::vector<int> ns, pt type = pt::
     ladder out{ns, {}, 0.0};
     for (int n : ns) {
         unipc_sampler s(logsnr_levels(n), cfg);
-        out.errs.push_back((run(s, model, xT) - exact).cwiseAbs().maxCoeff());
+        out.errs.push_back((run_sampler(model, s, xT) - exact).cwiseAbs().maxCoeff());
     }
-    out.slope = fitted_order(std::vector<int>(ns.end() - 4, ns.end()), std::vector<double>(out.errs.end() - 4, out.errs.end()));
+    out.slope = last4_order(ns, out.errs);
     return out;
 }
 
@@ -317,7 +304,7 @@ TEST_CASE("unipc equals a transcription of the official uni_pc.py loop, so both 
                     cfg.lower_order_final = lof;
                     unipc_sampler s(levels, cfg);
                     const exact_gaussian_denoiser model(g, x0 ? pt::sample : pt::epsilon);
-                    const Eigen::MatrixXd ours = run(s, model, xT);
+                    const Eigen::MatrixXd ours = run_sampler(model, s, xT);
                     const Eigen::MatrixXd ref = official_unipc(g, levels, xT, {order, v, x0, lof, {}, false});
                     const double err = (ours - ref).cwiseAbs().maxCoeff();
                     worst = std::max(worst, err);
@@ -338,7 +325,7 @@ TEST_CASE("unipc disable_corrector and corrector = false match the official loop
         cfg.order = order;
         cfg.disable_corrector = {0, 1, 5};
         unipc_sampler s(levels, cfg);
-        const double err = (run(s, model, xT) - official_unipc(g, levels, xT, {order, unipc_variant::bh2, true, true, {0, 1, 5}, false}))
+        const double err = (run_sampler(model, s, xT) - official_unipc(g, levels, xT, {order, unipc_variant::bh2, true, true, {0, 1, 5}, false}))
                                .cwiseAbs()
                                .maxCoeff();
         CHECK_MESSAGE(err < 1e-12, "disable_corrector {0, 1, 5}, p = " << order << ": " << err);
@@ -352,7 +339,7 @@ TEST_CASE("unipc disable_corrector and corrector = false match the official loop
         std::set<int> all;
         for (int k = 0; k < 12; ++k) all.insert(k);
         const double err2 =
-            (run(off, model, xT) - official_unipc(g, levels, xT, {order, unipc_variant::bh2, true, true, all, false}))
+            (run_sampler(model, off, xT) - official_unipc(g, levels, xT, {order, unipc_variant::bh2, true, true, all, false}))
                 .cwiseAbs()
                 .maxCoeff();
         CHECK_MESSAGE(err2 < 1e-12, "corrector off, p = " << order << ": " << err2);
@@ -367,11 +354,11 @@ TEST_CASE("unipc thresholding acts on the x0 history like the official correctin
     unipc_config cfg;
     cfg.threshold.enabled = true;
     unipc_sampler s(levels, cfg);
-    const Eigen::MatrixXd ours = run(s, exact_gaussian_denoiser(g, pt::epsilon), xT);
+    const Eigen::MatrixXd ours = run_sampler(exact_gaussian_denoiser(g, pt::epsilon), s, xT);
     const Eigen::MatrixXd ref = official_unipc(g, levels, xT, {2, unipc_variant::bh2, true, true, {}, true});
     CHECK((ours - ref).cwiseAbs().maxCoeff() < 1e-12);  // as the transcription test (reordered sums)
     unipc_sampler plain(levels);
-    CHECK((run(plain, exact_gaussian_denoiser(g, pt::epsilon), xT) - ours).cwiseAbs().maxCoeff() > 0.1);
+    CHECK((run_sampler(exact_gaussian_denoiser(g, pt::epsilon), plain, xT) - ours).cwiseAbs().maxCoeff() > 0.1);
 }
 
 TEST_CASE("unipc of order 1 without corrector is DDIM eta 0 on the same timesteps") {
@@ -413,7 +400,7 @@ TEST_CASE("unipc on VE levels equals unipc on the VP levels of the same sigmas")
         cfg.order = order;
         unipc_sampler a(vp, cfg), b(ve, cfg);
         const Eigen::MatrixXd xve = marginal_points(g, 1.0, ve.sigma(0), 6);
-        const Eigen::MatrixXd x1 = run(a, model, vp[0].a * xve), x2 = run(b, model, xve);
+        const Eigen::MatrixXd x1 = run_sampler(model, a, vp[0].a * xve), x2 = run_sampler(model, b, xve);
         const double err = (x1 - vp[20].a * x2).cwiseAbs().maxCoeff();
         CHECK_MESSAGE(err < 1e-12, "p = " << order << ": |VP − a·VE| = " << err);
     }
@@ -492,10 +479,10 @@ TEST_CASE("unipc restarts its history at begin_index and equals a fresh sampler 
         CHECK(!s.corrects(5));
         CHECK(s.predictor_order(6) == std::min(order, 2));
         unipc_sampler t(levels.tail(5), unipc_config{.order = order});
-        const double err = (run(s, model, x5) - run(t, model, x5)).cwiseAbs().maxCoeff();
+        const double err = (run_sampler(model, s, x5) - run_sampler(model, t, x5)).cwiseAbs().maxCoeff();
         CHECK_MESSAGE(err == 0.0, "p = " << order << ": " << err);
         // Running again from begin_index restarts the history: same result.
-        CHECK((run(s, model, x5) - run(t, model, x5)).cwiseAbs().maxCoeff() == 0.0);
+        CHECK((run_sampler(model, s, x5) - run_sampler(model, t, x5)).cwiseAbs().maxCoeff() == 0.0);
     }
 }
 
