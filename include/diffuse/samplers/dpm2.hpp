@@ -34,6 +34,7 @@
 #include <diffuse/core/philox.hpp>
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/samplers/euler.hpp>
+#include <diffuse/samplers/detail/two_stage.hpp>
 #include <diffuse/samplers/euler_ancestral.hpp>
 #include <diffuse/samplers/levels.hpp>
 #include <diffuse/samplers/sampler.hpp>
@@ -60,132 +61,49 @@ struct dpm2_config {
     churn_config churn{};                                   ///< off by default (s_churn = 0)
 };
 
-class dpm2_sampler : public begin_index_support {
+class dpm2_sampler : public detail::two_stage_base<dpm2_config> {
 public:
-    dpm2_sampler() = default;
+    dpm2_sampler() : two_stage_base(who, begin_allowed) {}
     explicit dpm2_sampler(std::vector<double> sigmas, dpm2_config config = {})
         : dpm2_sampler(level_sequence::ve(std::move(sigmas)), config) {}
-    explicit dpm2_sampler(level_sequence levels, dpm2_config config = {}) : config_(config) {
-        detail::validate_churn(config_.churn, "dpm2_sampler");
+    explicit dpm2_sampler(level_sequence levels, dpm2_config config = {}) : two_stage_base(who, begin_allowed, config) {
+        detail::validate_churn(config_.churn, who);
         set_levels(std::move(levels));
     }
 
     void set_levels(level_sequence levels) {
-        levels_ = detail::checked_sigma_levels(std::move(levels), "dpm2_sampler");
-        churn_.clear();
-        mids_.clear();
-        steps_.clear();
+        begin_levels(std::move(levels));
         for (std::size_t k = 0; k + 1 < levels_.size(); ++k) {
-            churn_.push_back(detail::churn_of(config_.churn, levels_, k));
-            steps_.push_back({k, 0});
-            if (levels_.sigma(k + 1) > 0.0) {
-                steps_.push_back({k, 1});
-                mids_.push_back(levels_.at_sigma(log_midpoint(churn_.back().hat.sigma(), levels_.sigma(k + 1))));
-            } else {
-                mids_.push_back(levels_[k + 1]);
-            }
+            const detail::churn_step churn = detail::churn_of(config_.churn, levels_, k);
+            const bool two_stages = levels_.sigma(k + 1) > 0.0;
+            // the midpoint level of the method step (ℓ_{k+1} when σ_{k+1} = 0)
+            add_method_step(k, churn, two_stages,
+                            two_stages ? levels_.at_sigma(log_midpoint(churn.hat.sigma(), levels_.sigma(k + 1)))
+                                       : levels_[k + 1]);
         }
-        pending_ = prepared_ = npos;
-        u_.clear();
-        reset_begin_index();
+        end_levels();
     }
-    void set_begin_index(std::size_t i) {
-        store_begin_index(i, num_steps(), "dpm2_sampler");
-        if (steps_[i].stage != 0)
-            fail_argument("dpm2_sampler.set_begin_index: k", i, "a first-stage step (the second stage cannot start a run)");
-    }
+    // Inherited: set_begin_index(i) (a stage-0 step), levels(), config(), num_method_steps(),
+    // num_steps() (model evaluations: 2N, minus 1 when σ_N = 0), stage_of(i), timestep(i) (σ of
+    // the model evaluation without churn: σ_k at stage 0, σ_m at stage 1), order() (2),
+    // init_noise_sigma(), state_level(i) (ℓ_k at stage 0, before churn, or the midpoint level at
+    // σ_m), model_input_scale(i), model_level(i), scale_model_input(out, x, i).
 
-    const level_sequence& levels() const { return levels_; }
-    const dpm2_config& config() const { return config_; }
-    std::size_t num_method_steps() const { return levels_.empty() ? 0 : levels_.size() - 1; }
-    /// Model evaluations: 2N, minus 1 when σ_N = 0.
-    std::size_t num_steps() const { return steps_.size(); }
-    stage_index stage_of(std::size_t i) const {
-        detail::require_step_index(i, num_steps(), "dpm2_sampler");
-        return steps_[i];
-    }
-    /// σ of the model evaluation without churn: σ_k (stage 0), σ_m (stage 1).
-    double timestep(std::size_t i) const { return state_level(i).sigma(); }
-    int order() const { return 2; }
-    double init_noise_sigma() const {
-        if (levels_.empty()) return 1.0;
-        return levels_.space() == state_space::ve ? levels_.sigma(0) : 1.0;
-    }
-    /// ℓ_k (stage 0, before churn) or the midpoint level at σ_m (stage 1).
-    noise_condition state_level(std::size_t i) const {
-        const stage_index s = stage_of(i);
-        return s.stage == 0 ? levels_[s.k] : mids_[s.k];
-    }
-    double churn_gamma(std::size_t i) const {
-        const stage_index s = stage_of(i);
-        return s.stage == 0 ? churn_[s.k].gamma : 0.0;
-    }
-    noise_condition churned_level(std::size_t i) const {
-        const stage_index s = stage_of(i);
-        return s.stage == 0 ? churn_[s.k].hat : mids_[s.k];
-    }
-    double model_input_scale(std::size_t i) const { return model_input_scale_of(churned_level(i), config_.input); }
-    noise_condition model_level(std::size_t i) const { return seen_level(churned_level(i), config_.input); }
-    template <class T, class S>
-    void scale_model_input(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x, std::size_t i) const {
-        lincomb(out, model_input_scale(i), x);
-    }
-
-    template <class T, class S>
-    void prepare_step(std::size_t i, tensor_view<T, S> x, philox_rng& rng) {
-        const stage_index s = stage_of(i);
-        if (s.stage != 0) return;
-        if (churn_[s.k].draws) {
-            tensor<T, S> z(x.shape());
-            randn(z.view(), rng);
-            apply_churn<T, S>(s.k, x, z.cview());
-        }
-        prepared_ = i;
-    }
-    template <class T, class S>
-    void prepare_step_with_noise(std::size_t i, tensor_view<T, S> x, std::type_identity_t<tensor_view<const T, S>> z) {
-        const stage_index s = stage_of(i);
-        require_same_shape(z.shape(), "z", x.shape(), "x");
-        if (s.stage != 0) return;
-        apply_churn<T, S>(s.k, x, z);
-        prepared_ = i;
-    }
+    using two_stage_base::churn_gamma;
+    using two_stage_base::churned_level;
+    using two_stage_base::prepare_step;
+    using two_stage_base::prepare_step_with_noise;
 
     /// Step i (no noise drawn; churn noise comes from prepare_step).
     template <class T, class S>
     void step(std::type_identity_t<tensor_view<const T, S>> m, prediction_type from, std::size_t i,
               tensor_view<T, S> x, philox_rng& /*rng*/) {
-        const stage_index s = stage_of(i);
-        detail::require_step_tensors<T, S>(m, x, "dpm2_sampler.step");
-        const tensor_view<const T, S> xc = x;
-        const noise_condition hat = churn_[s.k].hat, next = levels_[s.k + 1], mid = mids_[s.k];
-        if (s.stage == 0) {
-            if (churn_[s.k].gamma > 0.0 && prepared_ != i)
-                fail("dpm2_sampler.step: step " + std::to_string(i) + " has churn (γ = " +
-                     std::to_string(churn_[s.k].gamma) + "); call prepare_step(" + std::to_string(i) +
-                     ", x, rng) before the model call (sample() does)");
-            prepared_ = npos;
-            if (next.s == 0.0) {  // plain Euler to σ' = 0
-                const euler_coeffs e = euler_coefficients(from, hat, next, model_level(i), model_input_scale(i));
-                lincomb(x, e.c_x, xc, e.c_m, m);
-                pending_ = npos;
-                return;
-            }
-            tensor<T, S>& u = u_.get<T, S>(x.shape());
-            lincomb(u.view(), next.a / hat.a, xc);  // u = a'·ŷ
-            const euler_coeffs e = euler_coefficients(from, hat, mid, model_level(i), model_input_scale(i));
-            lincomb(x, e.c_x, xc, e.c_m, m);        // x <- x_m
-            pending_ = s.k;
-            return;
-        }
-        const tensor<T, S>* u = u_.find<T, S>(x.shape());
-        if (pending_ != s.k || u == nullptr)
-            fail("dpm2_sampler.step: step " + std::to_string(i) + " is the second stage of method step " +
-                 std::to_string(s.k) + "; take step " + std::to_string(i - 1) + " (its first stage) just before it");
-        const affine_estimate d2 = detail::derivative_of(from, mid, model_level(i), model_input_scale(i));
-        const double c = next.a * (next.sigma() - hat.sigma());
-        lincomb(x, 1.0, u->cview(), c * d2.x, xc, c * d2.m, m);
-        pending_ = npos;
+        // stage 0: u = a'·ŷ and x <- x_m (Euler to σ_m); stage 1: x' = u + a'(σ' − σ̂)·d2 at σ_m
+        churned_two_stage_step<T, S>(m, from, i, x, "dpm2_sampler.step", 1.0,
+                                     [](tensor_view<T, S> u, tensor_view<const T, S> xc, tensor_view<const T, S>,
+                                        const noise_condition& hat, const noise_condition& next, double) {
+                                         lincomb(u, next.a / hat.a, xc);
+                                     });
     }
     template <class T, class S>
     void step(std::type_identity_t<tensor_view<const T, S>> m, std::size_t i, tensor_view<T, S> x, philox_rng& rng) {
@@ -193,22 +111,8 @@ public:
     }
 
 private:
-    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
-
-    template <class T, class S>
-    void apply_churn(std::size_t k, tensor_view<T, S> x, tensor_view<const T, S> z) const {
-        const detail::churn_step& c = churn_[k];
-        if (c.gamma > 0.0) lincomb(x, c.c_x, tensor_view<const T, S>(x), c.c_z, z);
-    }
-
-    level_sequence levels_;
-    dpm2_config config_{};
-    std::vector<detail::churn_step> churn_;
-    std::vector<noise_condition> mids_;  ///< midpoint level of each method step (ℓ_{k+1} when σ_{k+1} = 0)
-    std::vector<stage_index> steps_;
-    std::size_t pending_ = npos;
-    std::size_t prepared_ = npos;
-    detail::stash u_;
+    static constexpr const char* who = "dpm2_sampler";
+    static constexpr const char* begin_allowed = "a first-stage step (the second stage cannot start a run)";
 };
 
 struct dpm2_ancestral_config {
@@ -218,71 +122,42 @@ struct dpm2_ancestral_config {
     prediction_type prediction = prediction_type::sample;  ///< what step(m, i, x, rng) assumes m is
 };
 
-class dpm2_ancestral_sampler : public begin_index_support {
+class dpm2_ancestral_sampler : public detail::two_stage_base<dpm2_ancestral_config> {
 public:
-    dpm2_ancestral_sampler() = default;
+    dpm2_ancestral_sampler() : two_stage_base(who, begin_allowed) {}
     explicit dpm2_ancestral_sampler(std::vector<double> sigmas, dpm2_ancestral_config config = {})
         : dpm2_ancestral_sampler(level_sequence::ve(std::move(sigmas)), config) {}
-    explicit dpm2_ancestral_sampler(level_sequence levels, dpm2_ancestral_config config = {}) : config_(config) {
-        detail::validate_eta(config_.eta, config_.s_noise, "dpm2_ancestral_sampler");
+    explicit dpm2_ancestral_sampler(level_sequence levels, dpm2_ancestral_config config = {})
+        : two_stage_base(who, begin_allowed, config) {
+        detail::validate_eta(config_.eta, config_.s_noise, who);
         set_levels(std::move(levels));
     }
 
     void set_levels(level_sequence levels) {
-        levels_ = detail::checked_sigma_levels(std::move(levels), "dpm2_ancestral_sampler");
+        begin_levels(std::move(levels));
         du_.clear();
-        mids_.clear();
-        steps_.clear();
         for (std::size_t k = 0; k + 1 < levels_.size(); ++k) {
             du_.push_back(ancestral_step(levels_.sigma(k), levels_.sigma(k + 1), config_.eta));
-            steps_.push_back({k, 0});
-            if (du_.back().down > 0.0) {
-                steps_.push_back({k, 1});
-                mids_.push_back(levels_.at_sigma(log_midpoint(levels_.sigma(k), du_.back().down)));
-            } else {
-                mids_.push_back(levels_.at_sigma(0.0));
-            }
+            const bool two_stages = du_.back().down > 0.0;
+            // no churn: the model's stage-0 level is ℓ_k
+            detail::churn_step none{};
+            none.hat = levels_[k];
+            add_method_step(k, none, two_stages,
+                            two_stages ? levels_.at_sigma(log_midpoint(levels_.sigma(k), du_.back().down))
+                                       : levels_.at_sigma(0.0));
         }
-        pending_ = npos;
-        u_.clear();
-        reset_begin_index();
+        end_levels();
     }
-    void set_begin_index(std::size_t i) {
-        store_begin_index(i, num_steps(), "dpm2_ancestral_sampler");
-        if (steps_[i].stage != 0)
-            fail_argument("dpm2_ancestral_sampler.set_begin_index: k", i,
-                          "a first-stage step (the second stage cannot start a run)");
-    }
+    // Inherited: set_begin_index(i) (a stage-0 step), levels(), config(), num_method_steps(),
+    // num_steps() (model evaluations: 2 per method step with σ_down > 0, 1 otherwise),
+    // stage_of(i), timestep(i), order() (2), init_noise_sigma(), state_level(i) (ℓ_k at stage 0,
+    // the midpoint level at stage 1), model_input_scale(i), model_level(i) (at state_level(i)),
+    // scale_model_input(out, x, i).
 
-    const level_sequence& levels() const { return levels_; }
-    const dpm2_ancestral_config& config() const { return config_; }
-    std::size_t num_method_steps() const { return levels_.empty() ? 0 : levels_.size() - 1; }
-    /// Model evaluations: 2 per method step with σ_down > 0, 1 otherwise.
-    std::size_t num_steps() const { return steps_.size(); }
-    stage_index stage_of(std::size_t i) const {
-        detail::require_step_index(i, num_steps(), "dpm2_ancestral_sampler");
-        return steps_[i];
-    }
     /// σ_down, σ_up of method step k.
     ancestral_sigmas sigmas_down_up(std::size_t k) const {
         require(k < du_.size(), "k", k, "< num_method_steps() = " + std::to_string(du_.size()));
         return du_[k];
-    }
-    double timestep(std::size_t i) const { return state_level(i).sigma(); }
-    int order() const { return 2; }
-    double init_noise_sigma() const {
-        if (levels_.empty()) return 1.0;
-        return levels_.space() == state_space::ve ? levels_.sigma(0) : 1.0;
-    }
-    noise_condition state_level(std::size_t i) const {
-        const stage_index s = stage_of(i);
-        return s.stage == 0 ? levels_[s.k] : mids_[s.k];
-    }
-    double model_input_scale(std::size_t i) const { return model_input_scale_of(state_level(i), config_.input); }
-    noise_condition model_level(std::size_t i) const { return seen_level(state_level(i), config_.input); }
-    template <class T, class S>
-    void scale_model_input(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x, std::size_t i) const {
-        lincomb(out, model_input_scale(i), x);
     }
     /// Whether step i uses noise (step(…, rng) then draws x.numel() normals).
     bool draws_noise(std::size_t i) const {
@@ -315,7 +190,8 @@ public:
     }
 
 private:
-    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    static constexpr const char* who = "dpm2_ancestral_sampler";
+    static constexpr const char* begin_allowed = "a first-stage step (the second stage cannot start a run)";
 
     template <class T, class S>
     void step_impl(tensor_view<const T, S> m, prediction_type from, std::size_t i, tensor_view<T, S> x,
@@ -333,36 +209,27 @@ private:
                     lincomb(x, next.a * d.x, xc, next.a * d.m, m, cz, z);
                 else
                     lincomb(x, next.a * d.x, xc, next.a * d.m, m);
-                pending_ = npos;
+                method_step_done();
                 return;
             }
-            tensor<T, S>& u = u_.get<T, S>(x.shape());
+            tensor<T, S>& u = first_stage_buffer<T, S>(x.shape());
             lincomb(u.view(), next.a / l.a, xc);  // u = a'·y
             const euler_coeffs e = euler_coefficients(from, l, mid, model_level(i), model_input_scale(i));
             lincomb(x, e.c_x, xc, e.c_m, m);      // x <- x_m
-            pending_ = s.k;
+            first_stage_done(s.k);
             return;
         }
-        const tensor<T, S>* u = u_.find<T, S>(x.shape());
-        if (pending_ != s.k || u == nullptr)
-            fail("dpm2_ancestral_sampler.step: step " + std::to_string(i) + " is the second stage of method step " +
-                 std::to_string(s.k) + "; take step " + std::to_string(i - 1) + " (its first stage) just before it");
+        const tensor<T, S>& u = second_stage_buffer<T, S>(i, s.k, x.shape());
         const affine_estimate d2 = detail::derivative_of(from, mid, model_level(i), model_input_scale(i));
         const double c = next.a * (du.down - l.sigma());
         if (noisy)
-            lincomb(x, 1.0, u->cview(), c * d2.x, xc, c * d2.m, m, cz, z);
+            lincomb(x, 1.0, u.cview(), c * d2.x, xc, c * d2.m, m, cz, z);
         else
-            lincomb(x, 1.0, u->cview(), c * d2.x, xc, c * d2.m, m);
-        pending_ = npos;
+            lincomb(x, 1.0, u.cview(), c * d2.x, xc, c * d2.m, m);
+        method_step_done();
     }
 
-    level_sequence levels_;
-    dpm2_ancestral_config config_{};
     std::vector<ancestral_sigmas> du_;
-    std::vector<noise_condition> mids_;
-    std::vector<stage_index> steps_;
-    std::size_t pending_ = npos;
-    detail::stash u_;
 };
 
 }  // namespace diffuse::samplers

@@ -61,6 +61,7 @@
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/models/denoiser.hpp>
 #include <diffuse/process/parametrization.hpp>
+#include <diffuse/samplers/detail/level_checks.hpp>
 #include <diffuse/samplers/dpm_solver_common.hpp>
 #include <diffuse/samplers/levels.hpp>
 #include <diffuse/samplers/sampler.hpp>
@@ -211,23 +212,13 @@ public:
 
     const level_sequence& levels() const { return levels_; }
     const dpm_multistep_config& config() const { return config_; }
-    std::size_t num_steps() const { return levels_.empty() ? 0 : levels_.size() - 1; }
+    std::size_t num_steps() const { return detail::steps_of(levels_); }
     /// The training timestep of level i when the levels carry one, else σ_i.
-    double timestep(std::size_t i) const {
-        detail::require_step_index(i, num_steps(), "dpm_solver_multistep_sampler");
-        const noise_condition& l = levels_[i];
-        return l.timestep ? *l.timestep : levels_.sigma(i);
-    }
+    double timestep(std::size_t i) const { return detail::timestep_or_sigma(levels_, i, "dpm_solver_multistep_sampler"); }
     int order() const { return config_.order; }
     /// σ_0 for a VE state (k-diffusion), 1 for VP (diffusers).
-    double init_noise_sigma() const {
-        if (levels_.empty()) return 1.0;
-        return levels_.space() == state_space::ve ? levels_.sigma(0) : 1.0;
-    }
-    noise_condition state_level(std::size_t i) const {
-        detail::require_step_index(i, num_steps(), "dpm_solver_multistep_sampler");
-        return levels_[i];
-    }
+    double init_noise_sigma() const { return detail::init_noise_sigma_of(levels_); }
+    noise_condition state_level(std::size_t i) const { return detail::step_level(levels_, i, "dpm_solver_multistep_sampler"); }
     double model_input_scale(std::size_t i) const { return model_input_scale_of(state_level(i), config_.input); }
     noise_condition model_level(std::size_t i) const { return seen_level(state_level(i), config_.input); }
     template <class T, class S>

@@ -25,6 +25,7 @@
 #include <diffuse/core/philox.hpp>
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/models/denoiser.hpp>
+#include <diffuse/samplers/detail/outer_stages.hpp>
 #include <diffuse/samplers/dpm_solver_singlestep.hpp>
 #include <diffuse/samplers/levels.hpp>
 #include <diffuse/samplers/sampler.hpp>
@@ -60,22 +61,6 @@ inline void check_noise_params(double eta, double s_noise) {
     require(std::isfinite(s_noise) && s_noise >= 0.0, "s_noise", s_noise, "a finite number >= 0");
 }
 
-/// One model evaluation of a two-stage outer step.
-struct outer_stage {
-    std::size_t outer = 0;  // outer step k
-    int stage = 0;          // 0 or 1
-    int stages = 1;         // evaluations of outer step k
-    noise_condition level;  // where the state is when this stage begins
-};
-
-/// z for a noisy stage: the caller's (shape-checked) or nothing.
-template <class T, class S>
-void require_noise_shape(tensor_view<const T, S> z, tensor_view<T, S> x, const char* who) {
-    if (z.shape() != x.shape())
-        fail(std::string(who) + ": z has shape " + z.shape().str() + " but x has shape " + x.shape().str() +
-             "; expected a standard-normal tensor of x's shape");
-}
-
 }  // namespace detail::dpm_ss
 
 struct dpmpp_2s_ancestral_config {
@@ -85,122 +70,56 @@ struct dpmpp_2s_ancestral_config {
     prediction_type prediction = prediction_type::sample;  ///< what step(m, i, x, rng) assumes m is
 };
 
-class dpmpp_2s_ancestral_sampler : public begin_index_support {
+class dpmpp_2s_ancestral_sampler
+    : public detail::outer_stage_base<dpmpp_2s_ancestral_sampler, dpmpp_2s_ancestral_config> {
 public:
-    dpmpp_2s_ancestral_sampler() = default;
+    dpmpp_2s_ancestral_sampler() : outer_stage_base(who, who_step) {}
     /// Outer levels L_0 > ... > L_K (σ_0 finite; only the last may be σ = 0).
-    explicit dpmpp_2s_ancestral_sampler(level_sequence outer, dpmpp_2s_ancestral_config config = {}) : config_(config) {
+    explicit dpmpp_2s_ancestral_sampler(level_sequence outer, dpmpp_2s_ancestral_config config = {})
+        : outer_stage_base(who, who_step, config) {
         detail::dpm_ss::check_noise_params(config_.eta, config_.s_noise);
         set_levels(std::move(outer));
     }
 
     void set_levels(level_sequence outer) {
-        require(outer.size() >= 2, "levels.size()", outer.size(), ">= 2 (K + 1 outer levels for K steps)");
-        require(std::isfinite(outer.sigma(0)), "sigmas[0]", outer.sigma(0), "finite (cannot start at σ = +inf)");
-        outer_ = std::move(outer);
-        plan_.clear();
-        first_.clear();
+        begin_plan(std::move(outer));
         for (std::size_t k = 0; k + 1 < outer_.size(); ++k) {
-            first_.push_back(plan_.size());
             const double sig = outer_.sigma(k);
             const auto sp = detail::dpm_ss::ancestral_split_of(sig, outer_.sigma(k + 1), config_.eta);
             if (sp.down > 0.0) {
                 const double lam = lambda_of(outer_[k]), h = -std::log(sp.down) - lam;
-                plan_.push_back({k, 0, 2, outer_[k]});
-                plan_.push_back({k, 1, 2, outer_.at_sigma(std::exp(-(lam + 0.5 * h)))});
+                add_two_stages(k, outer_.at_sigma(std::exp(-(lam + 0.5 * h))));
             } else {
-                plan_.push_back({k, 0, 1, outer_[k]});
+                add_one_stage(k);
             }
         }
-        reset_begin_index();
-        last_ = detail::dpm_ss::no_step;
+        end_plan();
     }
-    /// Start at step k, which must begin an outer step (k = first_step(j)).
-    void set_begin_index(std::size_t k) {
-        store_begin_index(k, num_steps(), "dpmpp_2s_ancestral_sampler");
-        if (plan_[k].stage != 0)
-            fail_argument("dpmpp_2s_ancestral_sampler.set_begin_index: k", k,
-                          "the first step of an outer step (first_step(" + std::to_string(plan_[k].outer) +
-                              ") = " + std::to_string(first_[plan_[k].outer]) + ")");
-        last_ = detail::dpm_ss::no_step;
-    }
+    // Inherited: set_begin_index(k) (k = first_step(j)), levels(), config(), num_steps(),
+    // first_step(k), outer_step(i), stage(i), timestep(i) (the level's timestep when it has one,
+    // else its σ), order() (2), init_noise_sigma(), state_level(i), model_input_scale(i),
+    // model_level(i), scale_model_input(out, x, i), step_with_noise(m, type, i, x, z),
+    // step(m, type, i, x, rng), step(m, i, x, rng).
 
-    const level_sequence& levels() const { return outer_; }
-    const dpmpp_2s_ancestral_config& config() const { return config_; }
-    std::size_t num_steps() const { return plan_.size(); }
-    /// The first step (model evaluation) of outer step k.
-    std::size_t first_step(std::size_t k) const {
-        require(k < first_.size(), "k", k, "an outer step in [0, " + std::to_string(first_.size()) + ")");
-        return first_[k];
-    }
-    /// The outer step that step i belongs to, and its stage (0 or 1).
-    std::size_t outer_step(std::size_t i) const { return plan(i).outer; }
-    int stage(std::size_t i) const { return plan(i).stage; }
     /// Whether step i adds noise (draws x.numel() normals in step()).
     bool uses_noise(std::size_t i) const {
         const auto& p = plan(i);
         return config_.eta > 0.0 && p.stage + 1 == p.stages && outer_.sigma(p.outer + 1) > 0.0;
     }
 
-    /// The level's timestep when it has one, else its σ.
-    double timestep(std::size_t i) const {
-        const noise_condition& l = plan(i).level;
-        return l.timestep ? *l.timestep : l.sigma();
-    }
-    int order() const { return 2; }
-    double init_noise_sigma() const {
-        if (outer_.empty()) return 1.0;
-        return outer_.space() == state_space::ve ? outer_.sigma(0) : 1.0;
-    }
-    noise_condition state_level(std::size_t i) const { return plan(i).level; }
-    double model_input_scale(std::size_t i) const { return model_input_scale_of(state_level(i), config_.input); }
-    noise_condition model_level(std::size_t i) const { return seen_level(state_level(i), config_.input); }
-    template <class T, class S>
-    void scale_model_input(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x, std::size_t i) const {
-        lincomb(out, model_input_scale(i), x);
-    }
-
-    /// Step i with the standard-normal z used where uses_noise(i) (ignored elsewhere).
-    template <class T, class S>
-    void step_with_noise(std::type_identity_t<tensor_view<const T, S>> m, prediction_type from, std::size_t i,
-                         tensor_view<T, S> x, std::type_identity_t<tensor_view<const T, S>> z) {
-        run<T, S>(m, from, i, x, &z);
-    }
-    /// Step i; draws x.numel() normals from rng where uses_noise(i).
-    template <class T, class S>
-    void step(std::type_identity_t<tensor_view<const T, S>> m, prediction_type from, std::size_t i,
-              tensor_view<T, S> x, philox_rng& rng) {
-        if (!uses_noise(i)) return run<T, S>(m, from, i, x, nullptr);
-        tensor<T, S> z(x.shape());
-        randn(z.view(), rng);
-        const tensor_view<const T, S> zc = z.cview();
-        run<T, S>(m, from, i, x, &zc);
-    }
-    template <class T, class S>
-    void step(std::type_identity_t<tensor_view<const T, S>> m, std::size_t i, tensor_view<T, S> x, philox_rng& rng) {
-        step<T, S>(m, config_.prediction, i, x, rng);
-    }
-
 private:
-    const detail::dpm_ss::outer_stage& plan(std::size_t i) const {
-        detail::require_step_index(i, num_steps(), "dpmpp_2s_ancestral_sampler");
-        return plan_[i];
-    }
+    friend outer_stage_base;
+    static constexpr const char* who = "dpmpp_2s_ancestral_sampler";
+    static constexpr const char* who_step = "dpmpp_2s_ancestral_sampler.step";
 
     template <class T, class S>
     void run(tensor_view<const T, S> m, prediction_type from, std::size_t i, tensor_view<T, S> x,
              const tensor_view<const T, S>* z) {
-        const char* who = "dpmpp_2s_ancestral_sampler.step";
-        const auto& p = plan(i);
-        detail::require_step_tensors<T, S>(m, x, who);
-        detail::dpm_ss::require_previous_stage(last_, i, p.stage, who);
-        const bool noisy = uses_noise(i);
-        if (noisy) detail::dpm_ss::require_noise_shape<T, S>(*z, x, who);
+        const auto [p, noisy, d] = begin_stage<T, S>(m, from, i, x, z);
         const noise_condition& from_level = outer_[p.outer];
         const noise_condition& to = outer_[p.outer + 1];
         const double sig = from_level.sigma();
         const auto sp = detail::dpm_ss::ancestral_split_of(sig, to.sigma(), config_.eta);
-        const affine_estimate d = x0_from_output(from, model_level(i), model_input_scale(i));
         const tensor_view<const T, S> xc = x;
         const double cz = to.a * config_.s_noise * sp.up;  // a'·s_noise·σ_up
         if (p.stages == 1) {  // σ_down = 0: x' = a'·(D + s_noise σ_up z)
@@ -208,7 +127,7 @@ private:
                 lincomb(x, to.a * d.x, xc, to.a * d.m, m, cz, *z);
             else
                 lincomb(x, to.a * d.x, xc, to.a * d.m, m);
-            last_ = i;
+            stage_done(i);
             return;
         }
         const double h = -std::log(sp.down) + std::log(sig);  // λ_down − λ
@@ -221,22 +140,15 @@ private:
             const double k = -mid.a * std::expm1(-(lambda_of(mid) - lambda_of(from_level)));
             lincomb(x, mid.s / from_level.s + k * d.x, xc, k * d.m, m);
         } else {
-            auto& buf = store_.existing<T, S>(1, x.shape(), who);
+            auto& buf = store_.existing<T, S>(1, x.shape(), who_step);
             const double k = -to.a * std::expm1(-h);
             if (noisy)
                 lincomb(x, 1.0, buf[0].cview(), k * d.x, xc, k * d.m, m, cz, *z);
             else
                 lincomb(x, 1.0, buf[0].cview(), k * d.x, xc, k * d.m, m);
         }
-        last_ = i;
+        stage_done(i);
     }
-
-    level_sequence outer_;
-    std::vector<detail::dpm_ss::outer_stage> plan_;
-    std::vector<std::size_t> first_;
-    dpmpp_2s_ancestral_config config_{};
-    detail::dpm_ss::stage_store store_;
-    std::size_t last_ = detail::dpm_ss::no_step;
 };
 
 }  // namespace diffuse::samplers

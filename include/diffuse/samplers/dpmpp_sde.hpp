@@ -33,6 +33,7 @@
 #include <diffuse/core/philox.hpp>
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/models/denoiser.hpp>
+#include <diffuse/samplers/detail/outer_stages.hpp>
 #include <diffuse/samplers/dpm_solver_singlestep.hpp>
 #include <diffuse/samplers/dpmpp_2s_ancestral.hpp>
 #include <diffuse/samplers/levels.hpp>
@@ -62,74 +63,38 @@ struct dpmpp_sde_coeffs {
     double x_d2, x_n2;              ///< x' = P + x_d2·D_2 + x_n2·n_2
 };
 
-class dpmpp_sde_sampler : public begin_index_support {
+class dpmpp_sde_sampler : public detail::outer_stage_base<dpmpp_sde_sampler, dpmpp_sde_config> {
 public:
-    dpmpp_sde_sampler() = default;
+    dpmpp_sde_sampler() : outer_stage_base(who, who_step) {}
     /// Outer levels L_0 > ... > L_K (σ_0 finite; only the last may be σ = 0).
-    explicit dpmpp_sde_sampler(level_sequence outer, dpmpp_sde_config config = {}) : config_(config) {
+    explicit dpmpp_sde_sampler(level_sequence outer, dpmpp_sde_config config = {})
+        : outer_stage_base(who, who_step, config) {
         detail::dpm_ss::check_noise_params(config_.eta, config_.s_noise);
         require(std::isfinite(config_.r) && config_.r > 0.0 && config_.r < 1.0, "r", config_.r, "in (0, 1)");
         set_levels(std::move(outer));
     }
 
     void set_levels(level_sequence outer) {
-        require(outer.size() >= 2, "levels.size()", outer.size(), ">= 2 (K + 1 outer levels for K steps)");
-        require(std::isfinite(outer.sigma(0)), "sigmas[0]", outer.sigma(0), "finite (cannot start at σ = +inf)");
-        outer_ = std::move(outer);
-        plan_.clear();
-        first_.clear();
+        begin_plan(std::move(outer));
         for (std::size_t k = 0; k + 1 < outer_.size(); ++k) {
-            first_.push_back(plan_.size());
-            if (outer_.sigma(k + 1) > 0.0) {
-                plan_.push_back({k, 0, 2, outer_[k]});
-                plan_.push_back({k, 1, 2, outer_.at_sigma(mid_sigma(k))});
-            } else {
-                plan_.push_back({k, 0, 1, outer_[k]});
-            }
+            if (outer_.sigma(k + 1) > 0.0)
+                add_two_stages(k, outer_.at_sigma(mid_sigma(k)));
+            else
+                add_one_stage(k);
         }
-        reset_begin_index();
-        last_ = detail::dpm_ss::no_step;
+        end_plan();
     }
-    /// Start at step k, which must begin an outer step (k = first_step(j)).
-    void set_begin_index(std::size_t k) {
-        store_begin_index(k, num_steps(), "dpmpp_sde_sampler");
-        if (plan_[k].stage != 0)
-            fail_argument("dpmpp_sde_sampler.set_begin_index: k", k,
-                          "the first step of an outer step (first_step(" + std::to_string(plan_[k].outer) +
-                              ") = " + std::to_string(first_[plan_[k].outer]) + ")");
-        last_ = detail::dpm_ss::no_step;
-    }
+    // Inherited: set_begin_index(k) (k = first_step(j)), levels(), config(), num_steps(),
+    // first_step(k), outer_step(i), stage(i), timestep(i), order() (2), init_noise_sigma(),
+    // state_level(i), model_input_scale(i), model_level(i), scale_model_input(out, x, i),
+    // step_with_noise(m, type, i, x, z) (z: the stage's standard-normal increment, n_1 at stage 0,
+    // n_2 at stage 1; ignored where uses_noise(i) is false), step(m, type, i, x, rng) (draws
+    // x.numel() normals where uses_noise(i)), step(m, i, x, rng).
 
-    const level_sequence& levels() const { return outer_; }
-    const dpmpp_sde_config& config() const { return config_; }
-    std::size_t num_steps() const { return plan_.size(); }
-    std::size_t first_step(std::size_t k) const {
-        require(k < first_.size(), "k", k, "an outer step in [0, " + std::to_string(first_.size()) + ")");
-        return first_[k];
-    }
-    std::size_t outer_step(std::size_t i) const { return plan(i).outer; }
-    int stage(std::size_t i) const { return plan(i).stage; }
     /// Whether step i draws x.numel() normals (both stages of an outer step with σ' > 0, η > 0).
     bool uses_noise(std::size_t i) const {
         const auto& p = plan(i);
         return config_.eta > 0.0 && p.stages == 2;
-    }
-
-    double timestep(std::size_t i) const {
-        const noise_condition& l = plan(i).level;
-        return l.timestep ? *l.timestep : l.sigma();
-    }
-    int order() const { return 2; }
-    double init_noise_sigma() const {
-        if (outer_.empty()) return 1.0;
-        return outer_.space() == state_space::ve ? outer_.sigma(0) : 1.0;
-    }
-    noise_condition state_level(std::size_t i) const { return plan(i).level; }
-    double model_input_scale(std::size_t i) const { return model_input_scale_of(state_level(i), config_.input); }
-    noise_condition model_level(std::size_t i) const { return seen_level(state_level(i), config_.input); }
-    template <class T, class S>
-    void scale_model_input(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x, std::size_t i) const {
-        lincomb(out, model_input_scale(i), x);
     }
 
     /// The coefficient table of outer step k (σ_{k+1} > 0).
@@ -157,33 +122,11 @@ public:
         return c;
     }
 
-    /// Step i with the stage's standard-normal increment z (n_1 at stage 0, n_2 at stage 1;
-    /// ignored where uses_noise(i) is false).
-    template <class T, class S>
-    void step_with_noise(std::type_identity_t<tensor_view<const T, S>> m, prediction_type from, std::size_t i,
-                         tensor_view<T, S> x, std::type_identity_t<tensor_view<const T, S>> z) {
-        run<T, S>(m, from, i, x, &z);
-    }
-    /// Step i; draws x.numel() normals from rng where uses_noise(i).
-    template <class T, class S>
-    void step(std::type_identity_t<tensor_view<const T, S>> m, prediction_type from, std::size_t i,
-              tensor_view<T, S> x, philox_rng& rng) {
-        if (!uses_noise(i)) return run<T, S>(m, from, i, x, nullptr);
-        tensor<T, S> z(x.shape());
-        randn(z.view(), rng);
-        const tensor_view<const T, S> zc = z.cview();
-        run<T, S>(m, from, i, x, &zc);
-    }
-    template <class T, class S>
-    void step(std::type_identity_t<tensor_view<const T, S>> m, std::size_t i, tensor_view<T, S> x, philox_rng& rng) {
-        step<T, S>(m, config_.prediction, i, x, rng);
-    }
-
 private:
-    const detail::dpm_ss::outer_stage& plan(std::size_t i) const {
-        detail::require_step_index(i, num_steps(), "dpmpp_sde_sampler");
-        return plan_[i];
-    }
+    friend outer_stage_base;
+    static constexpr const char* who = "dpmpp_sde_sampler";
+    static constexpr const char* who_step = "dpmpp_sde_sampler.step";
+
     double mid_sigma(std::size_t k) const {
         const double lam = lambda_of(outer_[k]), lam_next = lambda_of(outer_[k + 1]);
         return std::exp(-(lam + config_.r * (lam_next - lam)));
@@ -192,18 +135,12 @@ private:
     template <class T, class S>
     void run(tensor_view<const T, S> m, prediction_type from, std::size_t i, tensor_view<T, S> x,
              const tensor_view<const T, S>* z) {
-        const char* who = "dpmpp_sde_sampler.step";
-        const auto& p = plan(i);
-        detail::require_step_tensors<T, S>(m, x, who);
-        detail::dpm_ss::require_previous_stage(last_, i, p.stage, who);
-        const bool noisy = uses_noise(i);
-        if (noisy) detail::dpm_ss::require_noise_shape<T, S>(*z, x, who);
-        const affine_estimate d = x0_from_output(from, model_level(i), model_input_scale(i));
+        const auto [p, noisy, d] = begin_stage<T, S>(m, from, i, x, z);
         const tensor_view<const T, S> xc = x;
         if (p.stages == 1) {  // σ' = 0: x' = a'·D
             const double a = outer_[p.outer + 1].a;
             lincomb(x, a * d.x, xc, a * d.m, m);
-            last_ = i;
+            stage_done(i);
             return;
         }
         const dpmpp_sde_coeffs c = coefficients(p.outer);
@@ -217,21 +154,14 @@ private:
                 lincomb(x, c.u_x + c.u_d * d.x, xc, c.u_d * d.m, m);
             }
         } else {
-            auto& buf = store_.existing<T, S>(1, x.shape(), who);
+            auto& buf = store_.existing<T, S>(1, x.shape(), who_step);
             if (noisy)
                 lincomb(x, 1.0, buf[0].cview(), c.x_d2 * d.x, xc, c.x_d2 * d.m, m, c.x_n2, *z);
             else
                 lincomb(x, 1.0, buf[0].cview(), c.x_d2 * d.x, xc, c.x_d2 * d.m, m);
         }
-        last_ = i;
+        stage_done(i);
     }
-
-    level_sequence outer_;
-    std::vector<detail::dpm_ss::outer_stage> plan_;
-    std::vector<std::size_t> first_;
-    dpmpp_sde_config config_{};
-    detail::dpm_ss::stage_store store_;
-    std::size_t last_ = detail::dpm_ss::no_step;
 };
 
 }  // namespace diffuse::samplers

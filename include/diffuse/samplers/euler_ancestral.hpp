@@ -26,6 +26,7 @@
 #include <diffuse/core/error.hpp>
 #include <diffuse/core/philox.hpp>
 #include <diffuse/core/tensor.hpp>
+#include <diffuse/samplers/detail/level_checks.hpp>
 #include <diffuse/samplers/euler.hpp>
 #include <diffuse/samplers/levels.hpp>
 #include <diffuse/samplers/sampler.hpp>
@@ -89,17 +90,11 @@ public:
 
     const level_sequence& levels() const { return levels_; }
     const euler_ancestral_config& config() const { return config_; }
-    std::size_t num_steps() const { return levels_.empty() ? 0 : levels_.size() - 1; }
+    std::size_t num_steps() const { return detail::steps_of(levels_); }
     double timestep(std::size_t i) const { return state_level(i).sigma(); }
     int order() const { return 1; }
-    double init_noise_sigma() const {
-        if (levels_.empty()) return 1.0;
-        return levels_.space() == state_space::ve ? levels_.sigma(0) : 1.0;
-    }
-    noise_condition state_level(std::size_t i) const {
-        detail::require_step_index(i, num_steps(), "euler_ancestral_sampler");
-        return levels_[i];
-    }
+    double init_noise_sigma() const { return detail::init_noise_sigma_of(levels_); }
+    noise_condition state_level(std::size_t i) const { return detail::step_level(levels_, i, "euler_ancestral_sampler"); }
     double model_input_scale(std::size_t i) const { return model_input_scale_of(state_level(i), config_.input); }
     noise_condition model_level(std::size_t i) const { return seen_level(state_level(i), config_.input); }
     template <class T, class S>

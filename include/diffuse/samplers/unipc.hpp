@@ -48,6 +48,7 @@
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/models/denoiser.hpp>
 #include <diffuse/process/parametrization.hpp>
+#include <diffuse/samplers/detail/level_checks.hpp>
 #include <diffuse/samplers/detail/multistep_history.hpp>
 #include <diffuse/samplers/levels.hpp>
 #include <diffuse/samplers/sampler.hpp>
@@ -196,20 +197,15 @@ public:
 
     const level_sequence& levels() const { return levels_; }
     const unipc_config& config() const { return config_; }
-    std::size_t num_steps() const { return levels_.empty() ? 0 : levels_.size() - 1; }
+    std::size_t num_steps() const { return ::diffuse::samplers::detail::steps_of(levels_); }
     /// The level's training timestep when it has one, else σ_i.
     double timestep(std::size_t i) const {
-        const noise_condition& l = state_level(i);
-        return l.timestep ? *l.timestep : levels_.sigma(i);
+        return ::diffuse::samplers::detail::timestep_or_sigma(levels_, i, "unipc_sampler");
     }
     int order() const { return config_.order; }
-    double init_noise_sigma() const {
-        if (levels_.empty()) return 1.0;
-        return levels_.space() == state_space::ve ? levels_.sigma(0) : 1.0;
-    }
+    double init_noise_sigma() const { return ::diffuse::samplers::detail::init_noise_sigma_of(levels_); }
     noise_condition state_level(std::size_t i) const {
-        ::diffuse::samplers::detail::require_step_index(i, num_steps(), "unipc_sampler");
-        return levels_[i];
+        return ::diffuse::samplers::detail::step_level(levels_, i, "unipc_sampler");
     }
     double model_input_scale(std::size_t i) const { return model_input_scale_of(state_level(i), config_.input); }
     noise_condition model_level(std::size_t i) const { return seen_level(state_level(i), config_.input); }
