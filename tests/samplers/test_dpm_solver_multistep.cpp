@@ -4,6 +4,7 @@
 // order-per-step rules, the history (begin_index, warm_start), thresholding, noise draws, errors.
 // Orders: test_dpm_solver_multistep_order.cpp; SDE moments: test_dpm_solver_multistep_sde.cpp.
 #include <diffuse/samplers/dpm_solver_multistep.hpp>
+#include <diffuse/samplers/dpm_solver_common.hpp>  // phi(), parse_dpm_algorithm: tested here
 
 #include <diffuse/analytic/gaussian.hpp>
 #include <diffuse/core/eigen_adapter.hpp>

@@ -144,3 +144,16 @@ TEST_CASE("chi-square quantiles match table values and the closed form for 2 deg
     DIFFUSE_CHECK_ERROR(chi_square_quantile(0.5, -1.0), "k");
     DIFFUSE_CHECK_ERROR(chi_square_upper_quantile(0.0, 3.0), "q", "(0, 1)");
 }
+
+// The umbrella header brings the whole kit (what docs/testing-your-sampler.md includes).
+#include <diffuse/testing/testing.hpp>
+
+TEST_CASE("testing.hpp brings convergence_order, moment_test and reference_trajectory") {
+    const auto r = diffuse::testing::fit_convergence_order({10, 20, 40, 80}, {1.0, 0.25, 0.0625, 0.015625},
+                                                           diffuse::testing::convergence_options{.expected_order = 2.0});
+    CHECK(r.passed);
+    DIFFUSE_CHECK_CLOSE(r.slope, 2.0, 1e-12, 0.0);  // an exact power law N^-2
+    diffuse::testing::reference_trajectory<double> traj;
+    CHECK(traj.size() == 0);
+    static_assert(sizeof(diffuse::testing::moment_options) > 0);
+}
