@@ -150,15 +150,7 @@ public:
     /// the stride is T // num_inference_steps (default: the sequence length).
     void set_timesteps(std::vector<int> timesteps, int num_inference_steps = -1) {
         const int T = num_train_timesteps();
-        require(!timesteps.empty(), "timesteps.size()", timesteps.size(), ">= 1");
-        for (std::size_t k = 0; k < timesteps.size(); ++k) {
-            const std::string arg = "timesteps[" + std::to_string(k) + "]";
-            require(timesteps[k] >= 0 && timesteps[k] < T, arg, timesteps[k],
-                    "a training timestep in [0, " + std::to_string(T - 1) + "]");
-            if (k > 0 && !(timesteps[k] < timesteps[k - 1]))
-                fail_argument(arg, timesteps[k], "< timesteps[" + std::to_string(k - 1) + "] = " +
-                                                     std::to_string(timesteps[k - 1]) + " (strictly decreasing)");
-        }
+        detail::require_training_timesteps(timesteps, T);
         const int n = num_inference_steps < 0 ? static_cast<int>(timesteps.size()) : num_inference_steps;
         require(n >= 1 && n <= T, "num_inference_steps", n, "in [1, " + std::to_string(T) + "]");
         timesteps_ = std::move(timesteps);

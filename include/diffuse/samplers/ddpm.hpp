@@ -202,15 +202,7 @@ public:
     /// guided-diffusion's use_timesteps reversed).
     void set_timesteps(std::vector<int> timesteps) {
         const int T = num_train_timesteps();
-        require(!timesteps.empty(), "timesteps.size()", timesteps.size(), ">= 1");
-        for (std::size_t k = 0; k < timesteps.size(); ++k) {
-            const std::string arg = "timesteps[" + std::to_string(k) + "]";
-            require(timesteps[k] >= 0 && timesteps[k] < T, arg, timesteps[k],
-                    "a training timestep in [0, " + std::to_string(T - 1) + "]");
-            if (k > 0 && !(timesteps[k] < timesteps[k - 1]))
-                fail_argument(arg, timesteps[k], "< timesteps[" + std::to_string(k - 1) + "] = " +
-                                                     std::to_string(timesteps[k - 1]) + " (strictly decreasing)");
-        }
+        detail::require_training_timesteps(timesteps, T);
         timesteps_ = std::move(timesteps);
         build();
         reset_begin_index();

@@ -25,8 +25,9 @@
 // On acceptance x <- x_high (local extrapolation), x_prev <- x_low. The loop ends when
 // λ_end − λ_s <= lambda_tol; a step that would end within lambda_tol of the end goes to the end
 // level exactly. NFE counts every evaluation, rejected attempts included (as dpm-solver and
-// k-diffusion do). The ODE is deterministic: rng is not used (k-diffusion's η > 0 variant and
-// reverse-time integration are not implemented).
+// k-diffusion do). The ODE is deterministic: rng is not used. Scope: the PF-ODE from high to low
+// noise only; k-diffusion's stochastic (η > 0) variant and reverse-time (inversion) use are
+// not provided by this driver.
 //
 // Presets: adaptive_config::dpm_solver_defaults(range) (noise form, dpm_solver stage form,
 // atol 0.0078, rtol 0.05, θ 0.9, max_sample_rms) and adaptive_config::k_diffusion(σ_min, σ_max)

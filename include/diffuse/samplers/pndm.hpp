@@ -159,14 +159,7 @@ public:
     /// T // num_inference_steps (default: the grid's length).
     void set_timesteps(std::vector<int> grid, int num_inference_steps = -1) {
         const int T = num_train_timesteps();
-        require(!grid.empty(), "timesteps.size()", grid.size(), ">= 1");
-        for (std::size_t k = 0; k < grid.size(); ++k) {
-            const std::string arg = "timesteps[" + std::to_string(k) + "]";
-            require(grid[k] >= 0 && grid[k] < T, arg, grid[k], "a training timestep in [0, " + std::to_string(T - 1) + "]");
-            if (k > 0 && !(grid[k] < grid[k - 1]))
-                fail_argument(arg, grid[k], "< timesteps[" + std::to_string(k - 1) + "] = " +
-                                                std::to_string(grid[k - 1]) + " (strictly decreasing)");
-        }
+        detail::require_training_timesteps(grid, T);
         const int n = num_inference_steps < 0 ? static_cast<int>(grid.size()) : num_inference_steps;
         require(n >= 1 && n <= T, "num_inference_steps", n, "in [1, " + std::to_string(T) + "]");
         set_grid(std::move(grid), n);

@@ -51,6 +51,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace diffuse::samplers {
 
@@ -151,6 +152,20 @@ void require_step_tensors(tensor_view<const T, S> m, tensor_view<T, S> x, const 
     require_same_shape(m.shape(), "model_output", x.shape(), "x");
     if (!x.empty() && static_cast<const void*>(m.data()) == static_cast<const void*>(x.data()))
         fail(std::string(who) + ": model_output aliases x; expected distinct memory");
+}
+
+/// A custom timestep sequence: non-empty, every entry a training timestep in [0, T − 1], strictly
+/// decreasing (DDIM, DDPM and PNDM set_timesteps(vector)); errors name the entry.
+inline void require_training_timesteps(const std::vector<int>& timesteps, int T) {
+    require(!timesteps.empty(), "timesteps.size()", timesteps.size(), ">= 1");
+    for (std::size_t k = 0; k < timesteps.size(); ++k) {
+        const std::string arg = "timesteps[" + std::to_string(k) + "]";
+        require(timesteps[k] >= 0 && timesteps[k] < T, arg, timesteps[k],
+                "a training timestep in [0, " + std::to_string(T - 1) + "]");
+        if (k > 0 && !(timesteps[k] < timesteps[k - 1]))
+            fail_argument(arg, timesteps[k], "< timesteps[" + std::to_string(k - 1) + "] = " +
+                                                 std::to_string(timesteps[k - 1]) + " (strictly decreasing)");
+    }
 }
 
 /// The model output of step i must be finite: one max|·| pass (NaN propagates through it).
