@@ -11,6 +11,8 @@
 // Everything is in namespace diffuse::io and works on host_space tensors; errors throw
 // diffuse::error naming the file and the problem. See docs/io.md.
 
+#include <diffuse/io/json.hpp>
 #include <diffuse/io/npy.hpp>
 #include <diffuse/io/plot.hpp>
 #include <diffuse/io/png.hpp>
+#include <diffuse/io/safetensors.hpp>
