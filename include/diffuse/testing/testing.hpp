@@ -7,10 +7,12 @@
 //                              Student-t interval, pairwise orders, round-off floor warnings
 //   moments.hpp                moment_test (exact Gaussian target, Bonferroni bound from a false-alarm
 //                              rate), mixture_weight_test (mixture weights by the exact posterior)
+//   gradient_check.hpp         central finite differences against a claimed gradient (layers, models)
 //   reference_trajectory.hpp   record / save / load a run as .npy files, compare_trajectories
 //   statistics.hpp             normal, Student t and χ² distribution and quantile functions
 
 #include <diffuse/testing/convergence.hpp>
+#include <diffuse/testing/gradient_check.hpp>
 #include <diffuse/testing/moments.hpp>
 #include <diffuse/testing/reference_trajectory.hpp>
 #include <diffuse/testing/statistics.hpp>

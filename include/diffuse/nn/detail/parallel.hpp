@@ -1,0 +1,27 @@
+#pragma once
+// Host loops of nn/: `parallel_for(n, f)` calls f(i) for i in [0, n), spread over the OpenMP
+// threads in an OpenMP build, in order in a serial one. Each f(i) must write only its own
+// outputs, so results do not depend on the thread count (the serial backend is the oracle).
+
+#include <diffuse/core/config.hpp>
+
+#include <cstdint>
+
+#if DIFFUSE_HAS_OPENMP
+#include <omp.h>
+#endif
+
+namespace diffuse::nn::detail {
+
+/// f(i) for i in [0, n); parallel when the build has OpenMP and n > 1.
+template <class F>
+void parallel_for(std::int64_t n, F&& f) {
+#if DIFFUSE_HAS_OPENMP
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (std::int64_t i = 0; i < n; ++i) f(i);
+#else
+    for (std::int64_t i = 0; i < n; ++i) f(i);
+#endif
+}
+
+}  // namespace diffuse::nn::detail
