@@ -9,6 +9,7 @@ DIFFUSE_PACKAGES=(
   libeigen3-dev xtensor-dev xtl-dev libxsimd-dev
   doctest-dev libbenchmark-dev
   python3 python3-numpy python3-matplotlib jupyter-nbconvert python3-ipykernel
+  python3-torch
 )
 
 diffuse_install_deps() {

@@ -16,6 +16,7 @@
 #include <diffuse/schedules/schedule.hpp>
 #include <diffuse/process/process.hpp>
 #include <diffuse/analytic/analytic.hpp>
+#include <diffuse/nn/nn.hpp>
 #include <diffuse/models/models.hpp>
 #include <diffuse/samplers/samplers.hpp>
 #include <diffuse/testing/testing.hpp>

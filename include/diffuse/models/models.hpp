@@ -9,10 +9,13 @@
 //                            network -> denoiser) and edm_network_from_denoiser (the inverse)
 //   exact.hpp                exact Gaussian and Gaussian-mixture (class-conditional) denoisers,
 //                            host only
+//   unet_denoiser.hpp        the conditional U-Net of nn/ as a denoiser (labels, cross-attention
+//                            context, concatenated channels), host only
 //
-// Layering (DESIGN.md): models/ uses analytic/, process/, schedules/, backend/, core/ only.
+// Layering (DESIGN.md): models/ uses nn/, analytic/, process/, schedules/, backend/, core/ only.
 
 #include <diffuse/models/denoiser.hpp>
 #include <diffuse/models/edm_preconditioning.hpp>
 #include <diffuse/models/exact.hpp>
 #include <diffuse/models/prediction_adapter.hpp>
+#include <diffuse/models/unet_denoiser.hpp>
