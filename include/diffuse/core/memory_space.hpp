@@ -9,11 +9,16 @@
 #include <diffuse/core/config.hpp>
 #include <diffuse/core/error.hpp>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
+#include <vector>
 
 #if DIFFUSE_HAS_CUDA
 #include <cuda_runtime.h>
@@ -55,12 +60,92 @@ inline void cuda_check(cudaError_t status, const char* what) {
 
 inline constexpr std::size_t host_alignment = 64;  // one cache line; enough for AVX-512
 
+struct host_memory_counters {
+    std::atomic<std::int64_t> current{0}, peak{0};
+};
+inline host_memory_counters& host_memory() {
+    static host_memory_counters c;
+    return c;
+}
+inline void host_bytes_allocated(std::int64_t delta) {
+    auto& m = host_memory();
+    const std::int64_t now = m.current.fetch_add(delta, std::memory_order_relaxed) + delta;
+    std::int64_t peak = m.peak.load(std::memory_order_relaxed);
+    while (now > peak && !m.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+}
+
+// Large host blocks are cached on free and handed out again for the next request of the same size
+// (a caching allocator, as PyTorch uses for CUDA memory): a network allocates the same activation
+// shapes on every call, and giving them back to the OS each time costs page faults on the next
+// touch (measured: 10% of a U-Net forward pass). At most host_cache_limit() bytes are kept; the
+// cache is off under AddressSanitizer, so use-after-free stays detectable.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool host_cache_enabled = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool host_cache_enabled = false;
+#else
+inline constexpr bool host_cache_enabled = true;
+#endif
+#else
+inline constexpr bool host_cache_enabled = true;
+#endif
+inline constexpr std::size_t host_cache_min_block = std::size_t{1} << 18;  // 256 KiB
+
+struct host_block_cache {
+    std::mutex mutex;
+    std::unordered_map<std::size_t, std::vector<void*>> blocks;  // by total block size
+    std::size_t cached_bytes = 0;
+    std::size_t limit = std::size_t{1} << 30;  // 1 GiB
+};
+// Never destroyed (tensors with static storage may be freed after it would be).
+inline host_block_cache& host_cache() {
+    static host_block_cache* cache = new host_block_cache;
+    return *cache;
+}
+
+inline void* host_block_allocate(std::size_t total) {
+    if (host_cache_enabled && total >= host_cache_min_block) {
+        host_block_cache& c = host_cache();
+        std::lock_guard<std::mutex> lock(c.mutex);
+        auto it = c.blocks.find(total);
+        if (it != c.blocks.end() && !it->second.empty()) {
+            void* p = it->second.back();
+            it->second.pop_back();
+            c.cached_bytes -= total;
+            return p;
+        }
+    }
+    return ::operator new(total, std::align_val_t{host_alignment});
+}
+
+inline void host_block_free(void* base, std::size_t total) noexcept {
+    if (host_cache_enabled && total >= host_cache_min_block) {
+        host_block_cache& c = host_cache();
+        std::lock_guard<std::mutex> lock(c.mutex);
+        if (c.cached_bytes + total <= c.limit) {
+            try {
+                c.blocks[total].push_back(base);
+                c.cached_bytes += total;
+                return;
+            } catch (...) {  // no memory for the bookkeeping: free the block instead
+            }
+        }
+    }
+    ::operator delete(base, std::align_val_t{host_alignment});
+}
+
 /// Allocates bytes in space S (never returns null for bytes > 0).
 template <class S>
 void* allocate_bytes(std::size_t bytes) {
     if (bytes == 0) return nullptr;
     if constexpr (std::is_same_v<S, host_space>) {
-        return ::operator new(bytes, std::align_val_t{host_alignment});
+        // one aligned header block in front records the size (for host_memory_usage and the cache)
+        auto* base = static_cast<unsigned char*>(host_block_allocate(bytes + host_alignment));
+        *reinterpret_cast<std::size_t*>(base) = bytes;
+        host_bytes_allocated(static_cast<std::int64_t>(bytes));
+        return base + host_alignment;
     } else {
 #if DIFFUSE_HAS_CUDA
         void* p = nullptr;
@@ -76,7 +161,10 @@ template <class S>
 void free_bytes(void* p) noexcept {
     if (!p) return;
     if constexpr (std::is_same_v<S, host_space>) {
-        ::operator delete(p, std::align_val_t{host_alignment});
+        auto* base = static_cast<unsigned char*>(p) - host_alignment;
+        const std::size_t bytes = *reinterpret_cast<std::size_t*>(base);
+        host_bytes_allocated(-static_cast<std::int64_t>(bytes));
+        host_block_free(base, bytes + host_alignment);
     } else {
 #if DIFFUSE_HAS_CUDA
         cudaFree(p);
@@ -104,4 +192,41 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes) {
 }
 
 }  // namespace detail
+
+/// Bytes held by host tensors now, and the most held at once since the last reset
+/// (torch.cuda.memory_allocated / max_memory_allocated for the host). Counts tensor storage only.
+struct host_memory_stats {
+    std::int64_t current_bytes = 0;
+    std::int64_t peak_bytes = 0;
+};
+inline host_memory_stats host_memory_usage() {
+    return {detail::host_memory().current.load(), detail::host_memory().peak.load()};
+}
+/// Starts a new peak measurement from the current usage.
+inline void reset_host_memory_peak() { detail::host_memory().peak.store(detail::host_memory().current.load()); }
+
+/// Bytes of freed host blocks kept for reuse (core/memory_space.hpp, the host block cache).
+inline std::size_t host_cache_bytes() {
+    auto& c = detail::host_cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    return c.cached_bytes;
+}
+/// Gives every cached block back to the system.
+inline void release_host_cache() {
+    auto& c = detail::host_cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    for (auto& [total, list] : c.blocks)
+        for (void* p : list) ::operator delete(p, std::align_val_t{detail::host_alignment});
+    c.blocks.clear();
+    c.cached_bytes = 0;
+}
+/// The most bytes the cache keeps (default 1 GiB; 0 turns caching off).
+inline void set_host_cache_limit(std::size_t bytes) {
+    auto& c = detail::host_cache();
+    {
+        std::lock_guard<std::mutex> lock(c.mutex);
+        c.limit = bytes;
+    }
+    if (host_cache_bytes() > bytes) release_host_cache();
+}
 }  // namespace diffuse

@@ -30,6 +30,7 @@
 #include <diffuse/core/memory_space.hpp>
 #include <diffuse/core/shape.hpp>
 #include <diffuse/core/tensor.hpp>
+#include <diffuse/nn/detail/parallel.hpp>
 
 #include <algorithm>
 #include <concepts>
@@ -148,7 +149,9 @@ host_tensor<T> zeros(const diffuse::shape& s) {
 template <class T>
 host_tensor<T> copy_of(cview<T> x) {
     host_tensor<T> y(x.shape());
-    std::copy(x.data(), x.data() + x.numel(), y.data());
+    detail::parallel_ranges(x.numel(), [&](std::int64_t b, std::int64_t e) {
+        std::copy(x.data() + b, x.data() + e, y.data() + b);
+    });
     return y;
 }
 

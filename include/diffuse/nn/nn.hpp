@@ -10,10 +10,13 @@
 //   unet2d.hpp                the model: forward, backward, summary
 //   unet_io.hpp               load/save config.json + .safetensors with diffusers' names
 //   init.hpp                  PyTorch's default initialisation, reproducible
+//   optim/adam.hpp            Adam / AdamW with torch's arithmetic
+//   detail/flops.hpp          count_flops(f): GEMM floating-point operations of a call (benchmarks)
 
 #include <diffuse/nn/blocks/resnet_block.hpp>
 #include <diffuse/nn/blocks/transformer2d.hpp>
 #include <diffuse/nn/blocks/unet_blocks.hpp>
+#include <diffuse/nn/detail/flops.hpp>
 #include <diffuse/nn/init.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/activations.hpp>
@@ -28,6 +31,7 @@
 #include <diffuse/nn/layers/resample.hpp>
 #include <diffuse/nn/layers/tensor_ops.hpp>
 #include <diffuse/nn/layers/timestep_embedding.hpp>
+#include <diffuse/nn/optim/adam.hpp>
 #include <diffuse/nn/unet2d.hpp>
 #include <diffuse/nn/unet_config.hpp>
 #include <diffuse/nn/unet_io.hpp>

@@ -12,6 +12,7 @@
 // resample: nearest 2× (up) or 2×2 average pool (down), applied to both branches.
 // Backward returns dx and this block's contribution to dtemb (the caller sums over blocks).
 
+#include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/activations.hpp>
 #include <diffuse/nn/layers/conv2d.hpp>
@@ -135,14 +136,14 @@ public:
             const std::int64_t S = n.numel() / (B * C);
             h = host_tensor<T>(n.shape());
             host_tensor<T> sc({B, C});
-            for (std::int64_t b = 0; b < B; ++b)
-                for (std::int64_t ch = 0; ch < C; ++ch) {
-                    const T s1 = T(1) + tau(b, ch), sh = tau(b, C + ch);
-                    sc(b, ch) = s1;
-                    const T* in = n.data() + (b * C + ch) * S;
-                    T* out = h.data() + (b * C + ch) * S;
-                    for (std::int64_t k = 0; k < S; ++k) out[k] = in[k] * s1 + sh;
-                }
+            detail::parallel_for(B * C, [&](std::int64_t bc) {
+                const std::int64_t b = bc / C, ch = bc % C;
+                const T s1 = T(1) + tau(b, ch), sh = tau(b, C + ch);
+                sc(b, ch) = s1;
+                const T* in = n.data() + bc * S;
+                T* out = h.data() + bc * S;
+                for (std::int64_t k = 0; k < S; ++k) out[k] = in[k] * s1 + sh;
+            });
             if (c) {
                 c->norm2_out = std::move(n);
                 c->scale = std::move(sc);
@@ -153,7 +154,9 @@ public:
         h = conv2.forward(h.cview(), c ? &c->c2 : nullptr);
         host_tensor<T> sc = conv_shortcut ? conv_shortcut->forward(xs, c ? &c->cs : nullptr) : copy_of(xs);
         const T r = static_cast<T>(opt_.output_scale_factor);
-        for (std::int64_t i = 0; i < h.numel(); ++i) h.data()[i] = (sc.data()[i] + h.data()[i]) / r;
+        detail::parallel_ranges(h.numel(), [&](std::int64_t lo, std::int64_t hi) {
+            for (std::int64_t i = lo; i < hi; ++i) h.data()[i] = (sc.data()[i] + h.data()[i]) / r;
+        });
         if (c) c->filled = true;
         return h;
     }
@@ -167,8 +170,10 @@ public:
         require_cached(c.filled, "resnet_block2d");
         const activation<T> silu(activation_kind::silu);
         const T r = static_cast<T>(opt_.output_scale_factor);
-        host_tensor<T> d = copy_of(dy);
-        for (std::int64_t i = 0; i < d.numel(); ++i) d.data()[i] /= r;
+        host_tensor<T> d(dy.shape());
+        detail::parallel_ranges(d.numel(), [&](std::int64_t lo, std::int64_t hi) {
+            for (std::int64_t i = lo; i < hi; ++i) d.data()[i] = dy.data()[i] / r;
+        });
         // shortcut branch
         host_tensor<T> dxs = conv_shortcut ? conv_shortcut->backward(d.cview(), c.cs) : copy_of(d.cview());
         // main branch
@@ -183,21 +188,21 @@ public:
         } else {
             dtau = host_tensor<T>({B, 2 * C});
             host_tensor<T> dn(g.shape());
-            for (std::int64_t b = 0; b < B; ++b)
-                for (std::int64_t ch = 0; ch < C; ++ch) {
-                    const T* gi = g.data() + (b * C + ch) * S;
-                    const T* ni = c.norm2_out.data() + (b * C + ch) * S;
-                    T* out = dn.data() + (b * C + ch) * S;
-                    const T s1 = c.scale(b, ch);
-                    T ds = 0, dt = 0;
-                    for (std::int64_t k = 0; k < S; ++k) {
-                        out[k] = gi[k] * s1;
-                        ds += gi[k] * ni[k];
-                        dt += gi[k];
-                    }
-                    dtau(b, ch) = ds;
-                    dtau(b, C + ch) = dt;
+            detail::parallel_for(B * C, [&](std::int64_t bc) {
+                const std::int64_t b = bc / C, ch = bc % C;
+                const T* gi = g.data() + (b * C + ch) * S;
+                const T* ni = c.norm2_out.data() + (b * C + ch) * S;
+                T* out = dn.data() + (b * C + ch) * S;
+                const T s1 = c.scale(b, ch);
+                T ds = 0, dt = 0;
+                for (std::int64_t k = 0; k < S; ++k) {
+                    out[k] = gi[k] * s1;
+                    ds += gi[k] * ni[k];
+                    dt += gi[k];
                 }
+                dtau(b, ch) = ds;
+                dtau(b, C + ch) = dt;
+            });
             g = norm2.backward(dn.cview(), c.n2);
         }
         host_tensor<T> dta = time_emb_proj.backward(dtau.cview(), c.tp);

@@ -5,6 +5,7 @@
 
 #include <diffuse/core/config.hpp>
 
+#include <algorithm>
 #include <cstdint>
 
 #if DIFFUSE_HAS_OPENMP
@@ -22,6 +23,13 @@ void parallel_for(std::int64_t n, F&& f) {
 #else
     for (std::int64_t i = 0; i < n; ++i) f(i);
 #endif
+}
+
+/// f(begin, end) over [0, n) cut into blocks of `block` elements (fixed boundaries, so the split
+/// never depends on the thread count); for memory-bound element-wise loops.
+template <class F>
+void parallel_ranges(std::int64_t n, F&& f, std::int64_t block = 16384) {
+    parallel_for((n + block - 1) / block, [&](std::int64_t i) { f(i * block, std::min(n, (i + 1) * block)); });
 }
 
 }  // namespace diffuse::nn::detail

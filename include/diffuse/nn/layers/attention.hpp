@@ -20,6 +20,7 @@
 // (the residual connection and the division are part of that module in diffusers).
 
 #include <diffuse/core/eigen_adapter.hpp>
+#include <diffuse/nn/detail/flops.hpp>
 #include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/group_norm.hpp>
@@ -114,6 +115,7 @@ public:
             O.noalias() = S * V;
             if (c) std::copy(S.data(), S.data() + N * M, p.data() + bh * N * M);
         });
+        detail::add_gemm_flops(2 * B * heads_ * N, M, d_);  // Q Kᵀ and P V
         host_tensor<T> y = to_out.forward(o.cview(), c ? &c->out_lin : nullptr);
         if (c) {
             c->q = std::move(q);
@@ -156,6 +158,7 @@ public:
             head(dq.data(), b, h, N).noalias() = (dP * K) * sc;
             head(dk.data(), b, h, M).noalias() = (dP.transpose() * Q) * sc;
         });
+        detail::add_gemm_flops(4 * B * heads_ * N, M, d_);  // dV, dP, dQ, dK
         gradients g;
         g.dx = to_q.backward(dq.cview(), c.q_lin);
         host_tensor<T> dck = to_k.backward(dk.cview(), c.k_lin);
@@ -168,12 +171,6 @@ public:
         return g;
     }
 
-    /// Multiply-adds ×2 of one forward on N queries and M keys, batch B.
-    double flops(std::int64_t B, std::int64_t N, std::int64_t M) const {
-        const double inner = static_cast<double>(heads_ * d_);
-        return 2.0 * B * (N * cq_ * inner + 2.0 * M * cc_ * inner + 2.0 * N * M * inner + N * inner * cq_);
-    }
-
 private:
     using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using head_map = Eigen::Map<matrix, 0, Eigen::OuterStride<>>;
@@ -184,16 +181,13 @@ private:
         return head_map(base + b * rows * inner + h * d_, rows, d_, Eigen::OuterStride<>(inner));
     }
 
+    // each row ← exp(row − max row) / Σ exp(row − max row): the maximum keeps exp ≤ 1 (no overflow);
+    // Eigen's vectorised exp
     static void softmax_rows(matrix& S) {
         for (Eigen::Index i = 0; i < S.rows(); ++i) {
-            const T mx = S.row(i).maxCoeff();
-            T sum = 0;
-            for (Eigen::Index j = 0; j < S.cols(); ++j) {
-                const T e = std::exp(S(i, j) - mx);
-                S(i, j) = e;
-                sum += e;
-            }
-            S.row(i) /= sum;
+            auto row = S.row(i).array();
+            row = (row - row.maxCoeff()).exp();
+            row /= row.sum();
         }
     }
 
@@ -238,7 +232,9 @@ public:
         host_tensor<T> a = attn.forward(tokens.cview(), std::nullopt, c ? &c->attn : nullptr);
         host_tensor<T> y = tokens_to_channels(a.cview(), H, W);
         const T r = static_cast<T>(rescale_);
-        for (std::int64_t i = 0; i < y.numel(); ++i) y.data()[i] = (y.data()[i] + x.data()[i]) / r;
+        detail::parallel_ranges(y.numel(), [&](std::int64_t lo, std::int64_t hi) {
+            for (std::int64_t i = lo; i < hi; ++i) y.data()[i] = (y.data()[i] + x.data()[i]) / r;
+        });
         if (c) {
             c->H = H;
             c->W = W;

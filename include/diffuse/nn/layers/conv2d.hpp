@@ -17,11 +17,13 @@
 // result does not depend on the thread count.
 
 #include <diffuse/core/eigen_adapter.hpp>
+#include <diffuse/nn/detail/flops.hpp>
 #include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -84,12 +86,6 @@ public:
     std::int64_t out_h(std::int64_t h) const { return (h + pad_.top + pad_.bottom - kh_) / stride_ + 1; }
     std::int64_t out_w(std::int64_t w) const { return (w + pad_.left + pad_.right - kw_) / stride_ + 1; }
 
-    /// Floating-point operations of one forward pass on x (2·K multiply-adds per output element).
-    double flops(const diffuse::shape& x) const {
-        return 2.0 * static_cast<double>(x[0]) * static_cast<double>(cout_ * out_h(x[2]) * out_w(x[3])) *
-               static_cast<double>(cin_ * kh_ * kw_);
-    }
-
     /// y = conv(x) + bias; x [B, Cin, H, W] -> y [B, Cout, Ho, Wo].
     host_tensor<T> forward(cview<T> x, cache* c = nullptr) const {
         check_input(x.shape());
@@ -110,6 +106,7 @@ public:
             }
             if (has_bias_) Y.colwise() += as_eigen_vector(bias.value.cview());
         });
+        detail::add_gemm_flops(B * cout_, P, K);
         if (c) {
             c->x = copy_of(x);
             c->filled = true;
@@ -143,6 +140,7 @@ public:
                 col2im(col.data(), H, W, Ho, Wo, dx.view().item(b).data());
             }
         });
+        detail::add_gemm_flops(2 * B * cout_, P, K);
         T* gw = weight.grad.data();
         const T* parts = dw_parts.data();
         const std::int64_t nw = cout_ * K;
@@ -181,7 +179,18 @@ private:
                           " kernel");
     }
 
-    // col[(c·kh + i)·kw + j, p·Wo + q] = x[c, p·s − top + i, q·s − left + j] (0 outside the image)
+    // The output columns q whose input column q·s − left + j lies inside [0, W): [q_lo, q_hi).
+    void valid_columns(std::int64_t j, std::int64_t W, std::int64_t Wo, std::int64_t& q_lo,
+                       std::int64_t& q_hi) const {
+        const std::int64_t shift = pad_.left - j;  // input column = q·s − shift
+        q_lo = shift > 0 ? (shift + stride_ - 1) / stride_ : 0;
+        q_hi = (W - 1 + shift) >= 0 ? (W - 1 + shift) / stride_ + 1 : 0;
+        q_lo = std::min(q_lo, Wo);
+        q_hi = std::max(q_lo, std::min(q_hi, Wo));
+    }
+
+    // col[(c·kh + i)·kw + j, p·Wo + q] = x[c, p·s − top + i, q·s − left + j] (0 outside the image);
+    // each output row is zeros, a contiguous (stride 1) or strided copy, zeros.
     void im2col(const T* x, std::int64_t H, std::int64_t W, std::int64_t Ho, std::int64_t Wo, T* col) const {
         const std::int64_t P = Ho * Wo;
         for (std::int64_t ch = 0; ch < cin_; ++ch)
@@ -189,18 +198,22 @@ private:
                 for (std::int64_t j = 0; j < kw_; ++j) {
                     T* row = col + ((ch * kh_ + i) * kw_ + j) * P;
                     const T* xc = x + ch * H * W;
+                    std::int64_t q_lo, q_hi;
+                    valid_columns(j, W, Wo, q_lo, q_hi);
                     for (std::int64_t p = 0; p < Ho; ++p) {
                         const std::int64_t r = p * stride_ - pad_.top + i;
                         T* out = row + p * Wo;
                         if (r < 0 || r >= H) {
-                            for (std::int64_t q = 0; q < Wo; ++q) out[q] = T(0);
+                            std::fill(out, out + Wo, T(0));
                             continue;
                         }
-                        const T* xr = xc + r * W;
-                        for (std::int64_t q = 0; q < Wo; ++q) {
-                            const std::int64_t s = q * stride_ - pad_.left + j;
-                            out[q] = (s >= 0 && s < W) ? xr[s] : T(0);
-                        }
+                        const T* xr = xc + r * W - pad_.left + j;  // xr[q·s] = x[c, r, q·s − left + j]
+                        std::fill(out, out + q_lo, T(0));
+                        if (stride_ == 1)
+                            std::copy(xr + q_lo, xr + q_hi, out + q_lo);
+                        else
+                            for (std::int64_t q = q_lo; q < q_hi; ++q) out[q] = xr[q * stride_];
+                        std::fill(out + q_hi, out + Wo, T(0));
                     }
                 }
     }
@@ -214,15 +227,17 @@ private:
                 for (std::int64_t j = 0; j < kw_; ++j) {
                     const T* row = col + ((ch * kh_ + i) * kw_ + j) * P;
                     T* xc = dx + ch * H * W;
+                    std::int64_t q_lo, q_hi;
+                    valid_columns(j, W, Wo, q_lo, q_hi);
                     for (std::int64_t p = 0; p < Ho; ++p) {
                         const std::int64_t r = p * stride_ - pad_.top + i;
                         if (r < 0 || r >= H) continue;
                         const T* in = row + p * Wo;
-                        T* xr = xc + r * W;
-                        for (std::int64_t q = 0; q < Wo; ++q) {
-                            const std::int64_t s = q * stride_ - pad_.left + j;
-                            if (s >= 0 && s < W) xr[s] += in[q];
-                        }
+                        T* xr = xc + r * W - pad_.left + j;
+                        if (stride_ == 1)
+                            for (std::int64_t q = q_lo; q < q_hi; ++q) xr[q] += in[q];
+                        else
+                            for (std::int64_t q = q_lo; q < q_hi; ++q) xr[q * stride_] += in[q];
                     }
                 }
     }

@@ -7,6 +7,7 @@
 //   y = h ⊙ gelu(g)
 // Backward: dh = dy ⊙ gelu(g), dg = dy ⊙ h ⊙ gelu'(g), then proj's backward on [dh, dg].
 
+#include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/activations.hpp>
 #include <diffuse/nn/layers/linear.hpp>
@@ -47,12 +48,12 @@ public:
             ys = diffuse::shape::from_range(d, d + ys.rank());
         }
         host_tensor<T> y(ys);
-        for (std::int64_t n = 0; n < N; ++n) {
+        detail::parallel_for(N, [&](std::int64_t n) {
             const T* h = hg.data() + n * 2 * dout_;
-            const T* g = h + dout_;
             T* out = y.data() + n * dout_;
-            for (std::int64_t i = 0; i < dout_; ++i) out[i] = h[i] * detail::activation_value(gate_, g[i]);
-        }
+            detail::activation_block(gate_, h + dout_, out, dout_);  // gelu(g)
+            for (std::int64_t i = 0; i < dout_; ++i) out[i] *= h[i];
+        });
         if (c) {
             c->hg = std::move(hg);
             c->filled = true;
@@ -65,17 +66,19 @@ public:
         const std::int64_t N = c.hg.numel() / (2 * dout_);
         require_shape(dy.numel() == N * dout_, "geglu", "dy", dy.shape(), "the output's shape");
         host_tensor<T> dhg(c.hg.shape());
-        for (std::int64_t n = 0; n < N; ++n) {
+        detail::parallel_for(N, [&](std::int64_t n) {
             const T* h = c.hg.data() + n * 2 * dout_;
             const T* g = h + dout_;
             const T* d = dy.data() + n * dout_;
             T* dh = dhg.data() + n * 2 * dout_;
             T* dg = dh + dout_;
+            detail::activation_block(gate_, g, dh, dout_);  // dh = dy ⊙ gelu(g)
             for (std::int64_t i = 0; i < dout_; ++i) {
-                dh[i] = d[i] * detail::activation_value(gate_, g[i]);
-                dg[i] = d[i] * h[i] * detail::activation_derivative(gate_, g[i]);
+                dh[i] *= d[i];
+                dg[i] = d[i] * h[i];  // dg = dy ⊙ h ⊙ gelu'(g)
             }
-        }
+            detail::activation_backward_block(gate_, g, dg, dg, dout_);
+        });
         return proj.backward(dhg.cview(), c.proj);
     }
 

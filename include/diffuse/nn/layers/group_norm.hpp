@@ -11,15 +11,18 @@
 //   dx_i = r·(g_i − mean(g) − x̂_i·mean(g ⊙ x̂))                       (overwrites)
 //   dγ_c += Σ_{b, s} dy·x̂,   dβ_c += Σ_{b, s} dy                       (accumulate)
 // The first line is the derivative of the normalisation: ∂x̂_j/∂x_i = r(δ_ij − 1/n − x̂_i x̂_j / n).
-// Statistics are accumulated in double for float tensors too (two passes), so they do not lose
-// digits on large groups.
+// Statistics and the backward's sums are accumulated in double for float tensors too (two passes,
+// Eigen's vectorised reductions), so they do not lose digits on large groups.
 
 #include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
 
+#include <Eigen/Core>
+
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace diffuse::nn {
 
@@ -70,27 +73,26 @@ public:
         host_tensor<T> rstd({B, groups_});
         if (c) c->x_hat = host_tensor<T>(x.shape());
         detail::parallel_for(B * groups_, [&](std::int64_t bg) {
-            const std::int64_t b = bg / groups_, g = bg % groups_;
-            const std::int64_t off = (b * channels_ + g * cg) * S;
-            const T* xs = x.data() + off;
-            double sum = 0;
-            for (std::int64_t i = 0; i < n; ++i) sum += xs[i];
-            const double mu = sum / static_cast<double>(n);
-            double ss = 0;
-            for (std::int64_t i = 0; i < n; ++i) ss += (xs[i] - mu) * (xs[i] - mu);
-            const double r = 1.0 / std::sqrt(ss / static_cast<double>(n) + eps_);
+            const std::int64_t g = bg % groups_;
+            const std::int64_t off = bg * n;  // the group's elements are contiguous: (b·C + g·cg)·S
+            const carray X(x.data() + off, n);
+            // two-pass statistics in double (vectorised reductions)
+            const double mu = X.template cast<double>().sum() / static_cast<double>(n);
+            const double var = (X.template cast<double>() - mu).square().sum() / static_cast<double>(n);
+            const double r = 1.0 / std::sqrt(var + eps_);
             rstd.data()[bg] = static_cast<T>(r);
-            T* ys = y.data() + off;
-            T* xh = c ? c->x_hat.data() + off : nullptr;
             for (std::int64_t k = 0; k < cg; ++k) {
-                const std::int64_t ch = g * cg + k;
+                const std::int64_t ch = g * cg + k, o = off + k * S;
                 const T gam = affine_ ? weight.value.data()[ch] : T(1);
                 const T bet = affine_ ? bias.value.data()[ch] : T(0);
-                for (std::int64_t s = 0; s < S; ++s) {
-                    const std::int64_t i = k * S + s;
-                    const T h = static_cast<T>((xs[i] - mu) * r);
-                    if (xh) xh[i] = h;
-                    ys[i] = gam * h + bet;
+                const carray Xc(x.data() + o, S);
+                array Y(y.data() + o, S);
+                if (c) {
+                    array H(c->x_hat.data() + o, S);
+                    H = (Xc - static_cast<T>(mu)) * static_cast<T>(r);  // x̂
+                    Y = H * gam + bet;
+                } else {
+                    Y = (Xc - static_cast<T>(mu)) * static_cast<T>(r * gam) + bet;
                 }
             }
         });
@@ -108,53 +110,51 @@ public:
                       c.x_hat.shape().str() + " (the output's shape)");
         const std::int64_t B = dy.size(0), S = dy.numel() / (B * channels_), cg = channels_ / groups_, n = cg * S;
         host_tensor<T> dx(dy.shape());
+        // per (image, channel): Σ_s dy and Σ_s dy·x̂ (double) — the mean terms of dx and dβ, dγ
+        std::vector<double> sum_d(static_cast<std::size_t>(B * channels_)), sum_dx(sum_d.size());
         detail::parallel_for(B * groups_, [&](std::int64_t bg) {
-            const std::int64_t b = bg / groups_, g = bg % groups_;
-            const std::int64_t off = (b * channels_ + g * cg) * S;
-            const T* d = dy.data() + off;
-            const T* xh = c.x_hat.data() + off;
+            const std::int64_t b = bg / groups_, g = bg % groups_, off = bg * n;
             double mg = 0, mgx = 0;
             for (std::int64_t k = 0; k < cg; ++k) {
-                const double gam = affine_ ? weight.value.data()[g * cg + k] : 1.0;
-                for (std::int64_t s = 0; s < S; ++s) {
-                    const std::int64_t i = k * S + s;
-                    const double gi = gam * d[i];
-                    mg += gi;
-                    mgx += gi * xh[i];
-                }
+                const std::int64_t ch = g * cg + k, o = off + k * S;
+                const carray D(dy.data() + o, S), H(c.x_hat.data() + o, S);
+                const double sd = D.template cast<double>().sum();
+                const double sdx = (D.template cast<double>() * H.template cast<double>()).sum();
+                sum_d[static_cast<std::size_t>(b * channels_ + ch)] = sd;
+                sum_dx[static_cast<std::size_t>(b * channels_ + ch)] = sdx;
+                const double gam = affine_ ? static_cast<double>(weight.value.data()[ch]) : 1.0;
+                mg += gam * sd;
+                mgx += gam * sdx;
             }
             mg /= static_cast<double>(n);
             mgx /= static_cast<double>(n);
             const double r = c.rstd.data()[bg];
-            T* out = dx.data() + off;
             for (std::int64_t k = 0; k < cg; ++k) {
-                const double gam = affine_ ? weight.value.data()[g * cg + k] : 1.0;
-                for (std::int64_t s = 0; s < S; ++s) {
-                    const std::int64_t i = k * S + s;
-                    out[i] = static_cast<T>(r * (gam * d[i] - mg - xh[i] * mgx));
-                }
+                const std::int64_t ch = g * cg + k, o = off + k * S;
+                const T gam = affine_ ? weight.value.data()[ch] : T(1);
+                const carray D(dy.data() + o, S), H(c.x_hat.data() + o, S);
+                array(dx.data() + o, S) = (D * static_cast<T>(r * gam) - static_cast<T>(r * mg)) -
+                                          H * static_cast<T>(r * mgx);
             }
         });
         if (affine_) {
-            // per-channel sums in image order (thread-count independent)
-            detail::parallel_for(channels_, [&](std::int64_t ch) {
+            for (std::int64_t ch = 0; ch < channels_; ++ch) {  // image order: thread-count independent
                 double sg = 0, sb = 0;
                 for (std::int64_t b = 0; b < B; ++b) {
-                    const T* d = dy.data() + (b * channels_ + ch) * S;
-                    const T* xh = c.x_hat.data() + (b * channels_ + ch) * S;
-                    for (std::int64_t s = 0; s < S; ++s) {
-                        sg += static_cast<double>(d[s]) * xh[s];
-                        sb += d[s];
-                    }
+                    sg += sum_dx[static_cast<std::size_t>(b * channels_ + ch)];
+                    sb += sum_d[static_cast<std::size_t>(b * channels_ + ch)];
                 }
                 weight.grad.data()[ch] += static_cast<T>(sg);
                 bias.grad.data()[ch] += static_cast<T>(sb);
-            });
+            }
         }
         return dx;
     }
 
 private:
+    using array = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+    using carray = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
     std::int64_t groups_ = 1, channels_ = 1;
     double eps_ = 1e-5;
     bool affine_ = true;

@@ -10,6 +10,7 @@
 // Products run through Eigen (multi-threaded GEMM in an OpenMP build).
 
 #include <diffuse/core/eigen_adapter.hpp>
+#include <diffuse/nn/detail/flops.hpp>
 #include <diffuse/nn/layer.hpp>
 
 #include <Eigen/Core>
@@ -60,6 +61,7 @@ public:
         auto W = as_eigen_matrix(weight.value.cview(), out_, in_);
         auto Y = as_eigen_matrix(y.view(), n, out_);
         Y.noalias() = X * W.transpose();
+        detail::add_gemm_flops(n, out_, in_);
         if (has_bias_) Y.rowwise() += as_eigen_vector(bias.value.cview()).transpose();
         if (c) {
             c->x = copy_of(x);
@@ -81,6 +83,7 @@ public:
         as_eigen_matrix(dx.view(), n, in_).noalias() = dY * W;
         as_eigen_matrix(weight.grad.view(), out_, in_).noalias() += dY.transpose() * X;
         if (has_bias_) as_eigen_vector(bias.grad.view()) += dY.colwise().sum().transpose();
+        detail::add_gemm_flops(2 * n, out_, in_);
         return dx;
     }
 

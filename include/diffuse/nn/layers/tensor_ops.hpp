@@ -23,20 +23,26 @@ template <class T>
 host_tensor<T> add(cview<T> a, cview<T> b) {
     require_same_shape(a.shape(), "a", b.shape(), "b");
     host_tensor<T> y(a.shape());
-    for (std::int64_t i = 0; i < a.numel(); ++i) y.data()[i] = a.data()[i] + b.data()[i];
+    detail::parallel_ranges(a.numel(), [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t i = lo; i < hi; ++i) y.data()[i] = a.data()[i] + b.data()[i];
+    });
     return y;
 }
 
 template <class T>
 void add_into(view<T> acc, cview<T> x) {
     require_same_shape(acc.shape(), "acc", x.shape(), "x");
-    for (std::int64_t i = 0; i < x.numel(); ++i) acc.data()[i] += x.data()[i];
+    detail::parallel_ranges(x.numel(), [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t i = lo; i < hi; ++i) acc.data()[i] += x.data()[i];
+    });
 }
 
 template <class T>
 host_tensor<T> scale(cview<T> x, T s) {
     host_tensor<T> y(x.shape());
-    for (std::int64_t i = 0; i < x.numel(); ++i) y.data()[i] = s * x.data()[i];
+    detail::parallel_ranges(x.numel(), [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t i = lo; i < hi; ++i) y.data()[i] = s * x.data()[i];
+    });
     return y;
 }
 
@@ -60,10 +66,10 @@ host_tensor<T> concat_channels(cview<T> a, cview<T> b) {
     const std::int64_t B = a.size(0), S = a.numel() / (B * a.size(1));
     const std::int64_t na = a.size(1) * S, nb = b.size(1) * S;
     host_tensor<T> y(detail::with_dim1(a.shape(), a.size(1) + b.size(1)));
-    for (std::int64_t i = 0; i < B; ++i) {
+    detail::parallel_for(B, [&](std::int64_t i) {
         std::copy(a.data() + i * na, a.data() + (i + 1) * na, y.data() + i * (na + nb));
         std::copy(b.data() + i * nb, b.data() + (i + 1) * nb, y.data() + i * (na + nb) + na);
-    }
+    });
     return y;
 }
 
@@ -75,10 +81,10 @@ std::pair<host_tensor<T>, host_tensor<T>> split_channels(cview<T> y, std::int64_
     const std::int64_t B = y.size(0), C = y.size(1), S = y.numel() / (B * C);
     host_tensor<T> a(detail::with_dim1(y.shape(), ca)), b(detail::with_dim1(y.shape(), C - ca));
     const std::int64_t na = ca * S, nb = (C - ca) * S;
-    for (std::int64_t i = 0; i < B; ++i) {
+    detail::parallel_for(B, [&](std::int64_t i) {
         std::copy(y.data() + i * (na + nb), y.data() + i * (na + nb) + na, a.data() + i * na);
         std::copy(y.data() + i * (na + nb) + na, y.data() + (i + 1) * (na + nb), b.data() + i * nb);
-    }
+    });
     return {std::move(a), std::move(b)};
 }
 
@@ -122,8 +128,9 @@ host_tensor<T> add_channel_bias(cview<T> x, cview<T> v) {
                       std::to_string(x.rank() >= 2 ? x.size(1) : 0) + "] (batch and channels of x)");
     const std::int64_t BC = v.numel(), S = x.numel() / BC;
     host_tensor<T> y(x.shape());
-    for (std::int64_t i = 0; i < BC; ++i)
+    detail::parallel_for(BC, [&](std::int64_t i) {
         for (std::int64_t s = 0; s < S; ++s) y.data()[i * S + s] = x.data()[i * S + s] + v.data()[i];
+    });
     return y;
 }
 
@@ -133,11 +140,11 @@ host_tensor<T> sum_spatial(cview<T> dy) {
     require_shape(dy.rank() >= 2, "sum_spatial", "dy", dy.shape(), "[B, C, ...]");
     const std::int64_t B = dy.size(0), C = dy.size(1), S = dy.numel() / (B * C);
     host_tensor<T> v({B, C});
-    for (std::int64_t i = 0; i < B * C; ++i) {
+    detail::parallel_for(B * C, [&](std::int64_t i) {
         T s = 0;
         for (std::int64_t k = 0; k < S; ++k) s += dy.data()[i * S + k];
         v.data()[i] = s;
-    }
+    });
     return v;
 }
 
