@@ -234,6 +234,19 @@ TEST_CASE("unet2d weights: missing tensor, wrong shape and extra tensors are err
     CHECK_THROWS_WITH_AS(load_parameters<float>(other, partial),
                          doctest::Contains("have no tensor 'mid_block.resnets.0.norm1.bias' (shape [8])"),
                          diffuse::error);
+    // wrong dtype: an integer tensor where a weight should be
+    io::safetensors_file ints("ints.safetensors");
+    for (const auto& t : f.tensors()) {
+        if (t.name == "conv_out.bias") {
+            host_tensor<std::int32_t> z({2}, 0);
+            ints.add(t.name, z.cview());
+        } else {
+            ints.add_raw(t.name, t.dtype, t.shape, t.data);
+        }
+    }
+    CHECK_THROWS_WITH_AS(load_parameters<float>(other, ints),
+                         doctest::Contains("tensor 'conv_out.bias' has dtype I32; expected a floating-point dtype"),
+                         diffuse::error);
     // extra tensors: strict refuses, non-strict ignores
     io::safetensors_file extra = io::safetensors_file::parse(f.serialize(), "extra.safetensors");
     extra.add("unused.weight", host_tensor<float>({2}, 1.f));

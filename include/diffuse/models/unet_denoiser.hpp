@@ -11,9 +11,10 @@
 // edm_preconditioning instead). Conditions:
 //   no_condition                unconditional model
 //   class_labels                labels [B] for a class-conditional model (num_class_embeds / "timestep")
-//   unet_condition<T>           labels, encoder_hidden_states [B, M, D] (cross-attention model) and/or
+//   unet_condition<T>           labels, encoder_hidden_states [B, M, D] (cross-attention model),
 //                               extra channels [B, Ce, H, W] appended to x_t (concatenation conditioning,
-//                               e.g. an inpainting mask and masked image: in_channels = C + Ce)
+//                               e.g. an inpainting mask and masked image: in_channels = C + Ce) and/or
+//                               a class embedding [B, E] (class_embed_type "identity")
 // Host tensors only (nn/ runs on the host).
 
 #include <diffuse/core/error.hpp>
@@ -35,6 +36,7 @@ struct unet_condition {
     std::span<const int> labels{};                                    ///< [B] or empty
     std::optional<tensor_view<const T, host_space>> encoder_hidden_states;  ///< [B, M, cross_attention_dim]
     std::optional<tensor_view<const T, host_space>> concat;  ///< [B, Ce, H, W] appended to x_t's channels
+    std::optional<tensor_view<const T, host_space>> class_embedding;  ///< [B, E] (class_embed_type "identity")
 };
 
 template <class T>
@@ -48,21 +50,22 @@ public:
 
     void operator()(tensor_view<T, host_space> out, tensor_view<const T, host_space> x_t,
                     const noise_condition& level, const no_condition&) const {
-        run(out, x_t, level, {}, std::nullopt, std::nullopt);
+        run(out, x_t, level, unet_condition<T>{});
     }
     void operator()(tensor_view<T, host_space> out, tensor_view<const T, host_space> x_t,
                     const noise_condition& level, class_labels labels) const {
-        run(out, x_t, level, labels, std::nullopt, std::nullopt);
+        unet_condition<T> cond;
+        cond.labels = labels;
+        run(out, x_t, level, cond);
     }
     void operator()(tensor_view<T, host_space> out, tensor_view<const T, host_space> x_t,
                     const noise_condition& level, const unet_condition<T>& cond) const {
-        run(out, x_t, level, cond.labels, cond.encoder_hidden_states, cond.concat);
+        run(out, x_t, level, cond);
     }
 
 private:
     void run(tensor_view<T, host_space> out, tensor_view<const T, host_space> x_t, const noise_condition& level,
-             std::span<const int> labels, std::optional<tensor_view<const T, host_space>> context,
-             std::optional<tensor_view<const T, host_space>> concat) const {
+             const unet_condition<T>& cond) const {
         detail::check_call_tensors(out, x_t, "unet_denoiser");
         check_noise_condition(level);
         if (!level.timestep)
@@ -72,11 +75,12 @@ private:
                  "schedule (it passes timesteps) or levels with a σ→t map");
         nn::unet_inputs<T> in;
         in.timesteps = {*level.timestep};
-        in.class_labels.assign(labels.begin(), labels.end());
-        in.encoder_hidden_states = context;
+        in.class_labels.assign(cond.labels.begin(), cond.labels.end());
+        in.encoder_hidden_states = cond.encoder_hidden_states;
+        in.class_embedding = cond.class_embedding;
         nn::host_tensor<T> y;
-        if (concat) {
-            const nn::host_tensor<T> xin = nn::concat_channels(x_t, *concat);
+        if (cond.concat) {
+            const nn::host_tensor<T> xin = nn::concat_channels(x_t, *cond.concat);
             y = net_->forward(xin.cview(), in);
         } else {
             y = net_->forward(x_t, in);

@@ -2,8 +2,8 @@
 // Weights and configs in diffusers' formats (docs/unet.md §5):
 //
 //   load_parameters(model, file)      every parameter from a safetensors file with diffusers' names;
-//                                     a missing tensor, a wrong shape (both shapes named) or — strict —
-//                                     a tensor the model does not have is an error
+//                                     a missing tensor, a wrong shape (both shapes named), an integer
+//                                     dtype or — strict — a tensor the model does not have is an error
 //   save_parameters(model, dtype)     a safetensors_file with every parameter (F32 by default, as diffusers)
 //   load_unet<T>(dir)                 dir/config.json + dir/diffusion_pytorch_model.safetensors
 //   save_unet(model, dir)             writes both (diffusers' save_pretrained layout)
@@ -36,6 +36,10 @@ void load_parameters(M& m, const io::safetensors_file& f, bool strict = true) {
             fail("weights '" + f.source() + "' have no tensor '" + p.name + "' (shape " + p.param->shape().str() +
                  ") that the model needs; " + std::to_string(f.size()) + " tensors in the file, " +
                  std::to_string(params.size()) + " parameters in the model");
+        const io::safetensors_tensor& t = f.at(p.name);
+        if (!io::safetensors_is_float(t.dtype))
+            fail("weights '" + f.source() + "': tensor '" + p.name + "' has dtype " +
+                 io::safetensors_dtype_name(t.dtype) + "; expected a floating-point dtype (F32, F16, BF16 or F64)");
         f.get_into<T>(p.name, p.param->value.view());
         used.insert(p.name);
     }
