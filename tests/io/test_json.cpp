@@ -26,10 +26,7 @@ namespace {
 
 std::string tmp_path(const std::string& name) { return diffuse::test::temp().file(name); }
 
-std::string read_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
+using diffuse::test::read_bytes;
 
 void write_bytes(const std::string& path, std::string_view bytes) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);

@@ -29,10 +29,7 @@ void write_bytes(const std::string& path, std::string_view bytes) {
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-std::string read_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
+using diffuse::test::read_bytes;
 
 /// An .npy byte string with an arbitrary header dict (padded as numpy does) and raw data.
 std::string make_npy(const std::string& dict, std::string_view data, int major = 1) {

@@ -23,10 +23,7 @@ namespace {
 
 std::string tmp_path(const std::string& name) { return diffuse::test::temp().file(name); }
 
-std::string read_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
+using diffuse::test::read_bytes;
 
 template <std::size_t N>
 std::string_view lit(const char (&s)[N]) {

@@ -13,6 +13,7 @@
 #include <diffuse/nn/unet_io.hpp>
 
 #include "nn/layer_fixtures.hpp"
+#include "support/tmp.hpp"
 
 #include <doctest/doctest.h>
 
@@ -254,7 +255,7 @@ TEST_CASE("unet2d weights: missing tensor, wrong shape and extra tensors are err
                          doctest::Contains("1 tensors the model does not use: unused.weight"), diffuse::error);
     CHECK_NOTHROW(load_parameters<float>(other, extra, false));
     // save/load a folder: F32 round trip bitwise, a double model loads the F32 file exactly
-    const std::string dir = (std::filesystem::temp_directory_path() / "diffuse_test_unet_io").string();
+    const std::string dir = diffuse::test::temp().file("unet_io");
     save_unet(net, dir);
     unet2d<float> back = load_unet<float>(dir);
     unet2d<double> back64 = load_unet<double>(dir);

@@ -1,10 +1,13 @@
 #pragma once
 // A temporary folder for tests that write files: one per test process (ctest -j runs test
-// cases as parallel processes), removed when the process exits.
+// cases as parallel processes), removed when the process exits; and read_bytes(path), a file's
+// whole contents.
 
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace diffuse::test {
@@ -34,6 +37,12 @@ private:
 inline temp_folder& temp() {
     static temp_folder folder;
     return folder;
+}
+
+/// The whole file as bytes ("" when it cannot be read).
+inline std::string read_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 }  // namespace diffuse::test

@@ -14,6 +14,8 @@
 #include <diffuse/nn/unet2d.hpp>
 #include <diffuse/nn/unet_io.hpp>
 
+#include "support/tmp.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -168,7 +170,7 @@ TEST_CASE("unet2d: save then load round-trips configs and weights bitwise") {
     const std::string name = names.front();
     const std::string dir = cases_dir() + "/" + name;
     unet2d<float> model = load_unet<float>(dir);
-    const std::string out = (std::filesystem::temp_directory_path() / ("diffuse_unet_roundtrip_" + name)).string();
+    const std::string out = diffuse::test::temp().file("roundtrip_" + name);
     save_unet(model, out);
     unet2d<float> again = load_unet<float>(out);
     CHECK(again.config() == model.config());
