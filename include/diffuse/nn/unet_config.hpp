@@ -9,8 +9,8 @@
 //                          list) — diffusers' historical naming, kept so configs load unchanged
 //
 // from_json(json) starts from that class's defaults (diffusers' __init__ defaults), applies every key
-// present, and rejects: unknown keys, block types outside the lists above, keys of features we do not
-// implement unless at their default value, and inconsistent values (channels not divisible by the
+// present, and rejects: unknown keys, block types outside the lists above, keys of features diffuse does not
+// support unless at their default value, and inconsistent values (channels not divisible by the
 // groups or the heads, list lengths). Each error names the key, the value and what is accepted.
 // to_json() writes every key of the class (as diffusers' save_pretrained does), so
 // from_json(to_json(c)) == c.
@@ -159,8 +159,8 @@ inline void unet_config::validate() const {
     if (out_channels <= 0) bad("out_channels", std::to_string(out_channels), "a positive channel count");
     if (layers_per_block < 1) bad("layers_per_block", std::to_string(layers_per_block), "an integer >= 1");
     if (time_embedding_type != "positional")
-        bad("time_embedding_type", "\"" + time_embedding_type + "\"", "\"positional\" (the only one implemented)");
-    if (act_fn != "silu") bad("act_fn", "\"" + act_fn + "\"", "\"silu\" (the only one implemented)");
+        bad("time_embedding_type", "\"" + time_embedding_type + "\"", "\"positional\" (the only one supported)");
+    if (act_fn != "silu") bad("act_fn", "\"" + act_fn + "\"", "\"silu\" (the only one supported)");
     if (resnet_time_scale_shift != "default" && resnet_time_scale_shift != "scale_shift")
         bad("resnet_time_scale_shift", "\"" + resnet_time_scale_shift + "\"", "\"default\" or \"scale_shift\"");
     if (norm_num_groups <= 0) bad("norm_num_groups", std::to_string(norm_num_groups), "a positive integer");
@@ -188,11 +188,11 @@ inline void unet_config::validate() const {
         for (const auto& t : down_block_types)
             if (!detail::contains_string({"DownBlock2D", "AttnDownBlock2D"}, t))
                 bad("down_block_types", detail::join_strings(down_block_types),
-                    "entries \"DownBlock2D\" or \"AttnDownBlock2D\" (\"" + t + "\" is not implemented)");
+                    "entries \"DownBlock2D\" or \"AttnDownBlock2D\" (\"" + t + "\" is not supported)");
         for (const auto& t : up_block_types)
             if (!detail::contains_string({"UpBlock2D", "AttnUpBlock2D"}, t))
                 bad("up_block_types", detail::join_strings(up_block_types),
-                    "entries \"UpBlock2D\" or \"AttnUpBlock2D\" (\"" + t + "\" is not implemented)");
+                    "entries \"UpBlock2D\" or \"AttnUpBlock2D\" (\"" + t + "\" is not supported)");
         if (mid_block_type && *mid_block_type != "UNetMidBlock2D")
             bad("mid_block_type", "\"" + *mid_block_type + "\"", "\"UNetMidBlock2D\" or null");
         if (downsample_type != "conv" && downsample_type != "resnet")
@@ -215,11 +215,11 @@ inline void unet_config::validate() const {
         for (const auto& t : down_block_types)
             if (!detail::contains_string({"DownBlock2D", "CrossAttnDownBlock2D"}, t))
                 bad("down_block_types", detail::join_strings(down_block_types),
-                    "entries \"DownBlock2D\" or \"CrossAttnDownBlock2D\" (\"" + t + "\" is not implemented)");
+                    "entries \"DownBlock2D\" or \"CrossAttnDownBlock2D\" (\"" + t + "\" is not supported)");
         for (const auto& t : up_block_types)
             if (!detail::contains_string({"UpBlock2D", "CrossAttnUpBlock2D"}, t))
                 bad("up_block_types", detail::join_strings(up_block_types),
-                    "entries \"UpBlock2D\" or \"CrossAttnUpBlock2D\" (\"" + t + "\" is not implemented)");
+                    "entries \"UpBlock2D\" or \"CrossAttnUpBlock2D\" (\"" + t + "\" is not supported)");
         if (mid_block_type && *mid_block_type != "UNetMidBlock2DCrossAttn")
             bad("mid_block_type", "\"" + *mid_block_type + "\"", "\"UNetMidBlock2DCrossAttn\" or null");
         if (cross_attention_dim <= 0) bad("cross_attention_dim", std::to_string(cross_attention_dim), "a positive integer");
@@ -245,7 +245,7 @@ inline void unet_config::validate() const {
 namespace detail {
 
 // The keys each class accepts (diffusers' __init__ arguments), and those accepted only at their
-// default value because the feature is not implemented.
+// default value because the feature is not supported.
 inline const std::vector<std::string>& unet2d_keys() {
     static const std::vector<std::string> k{
         "sample_size", "in_channels", "out_channels", "center_input_sample", "time_embedding_type",
@@ -273,7 +273,7 @@ inline const std::vector<std::string>& unet2d_condition_keys() {
     return k;
 }
 
-// UNet2DConditionModel keys of features not implemented: accepted only at these defaults.
+// UNet2DConditionModel keys of features diffuse does not support: accepted only at these defaults.
 inline const io::json_value& unet2d_condition_fixed() {
     static const io::json_value fixed = io::json_value::object({
         {"only_cross_attention", false},
@@ -338,7 +338,7 @@ inline unet_config unet_config::from_json(const io::json_value& j, std::string_v
     if (kind == unet_kind::unet2d_condition) {
         for (const auto& [key, def] : detail::unet2d_condition_fixed().as_object())
             if (const auto* v = j.find(key); v && !detail::json_equal_value(*v, def))
-                fail(w + ": " + key + " = " + io::to_json(*v, -1) + " is not implemented; expected " +
+                fail(w + ": " + key + " = " + io::to_json(*v, -1) + " is not supported; expected " +
                      io::to_json(def, -1) + " (its default)");
     }
     auto key_what = [&](const char* k) { return w + ": " + k; };
@@ -391,7 +391,7 @@ inline unet_config unet_config::from_json(const io::json_value& j, std::string_v
     get_strings("up_block_types", c.up_block_types);
     get_ints("block_out_channels", c.block_out_channels);
     if (const auto* v = j.find("layers_per_block"); v && v->is_array())
-        fail(w + ": layers_per_block = " + io::to_json(*v, -1) + " (a list) is not implemented; expected one integer");
+        fail(w + ": layers_per_block = " + io::to_json(*v, -1) + " (a list) is not supported; expected one integer");
     get_int("layers_per_block", c.layers_per_block);
     get_double("mid_block_scale_factor", c.mid_block_scale_factor);
     get_int("downsample_padding", c.downsample_padding);
@@ -418,11 +418,11 @@ inline unet_config unet_config::from_json(const io::json_value& j, std::string_v
     get_opt_int("num_class_embeds", c.num_class_embeds);
     get_opt_int("num_train_timesteps", c.num_train_timesteps);
     if (const auto* v = j.find("cross_attention_dim"); v && v->is_array())
-        fail(w + ": cross_attention_dim = " + io::to_json(*v, -1) + " (a list) is not implemented; expected one integer");
+        fail(w + ": cross_attention_dim = " + io::to_json(*v, -1) + " (a list) is not supported; expected one integer");
     get_int("cross_attention_dim", c.cross_attention_dim);
     if (const auto* v = j.find("transformer_layers_per_block"); v && v->is_array())
         fail(w + ": transformer_layers_per_block = " + io::to_json(*v, -1) +
-             " (a list) is not implemented; expected one integer");
+             " (a list) is not supported; expected one integer");
     get_int("transformer_layers_per_block", c.transformer_layers_per_block);
     get_bool("use_linear_projection", c.use_linear_projection);
     get_bool("upcast_attention", c.upcast_attention);
@@ -430,7 +430,7 @@ inline unet_config unet_config::from_json(const io::json_value& j, std::string_v
     get_int("conv_out_kernel", c.conv_out_kernel);
     if (kind == unet_kind::unet2d_condition && c.norm_num_groups <= 0)
         fail(w + ": norm_num_groups must be a positive integer (null, which diffusers allows for other blocks, is "
-                 "not implemented)");
+                 "not supported)");
     c.validate();
     return c;
 }
