@@ -6,16 +6,12 @@
 #
 #   bash benchmarks/compare_torch.sh [threads]      (default 2)
 #
-# Installs python3-torch (Debian) when missing. Prints both times, the ratio, and the largest
+# scripts/deps.sh installs python3-torch (Debian) when missing. Prints both times, the ratio, and the largest
 # difference between the two results (both are float64; expect ~1e-12).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 diffuse_install_deps
-if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  echo "installing python3-torch (Debian) for the PyTorch side"
-  apt-get install -y --no-install-recommends python3-torch >/dev/null
-fi
 threads="${1:-2}"
 build="build/openmp"
 cmake -S . -B "$build" -DDIFFUSE_BACKEND=openmp -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -1,10 +1,12 @@
 // The U-Net's blocks on their own: resnet_block2d (default and scale_shift time conditioning, 1×1
 // shortcut, up/down resampling, output_scale_factor) and transformer2d (conv and linear projections,
-// two blocks) — input, context, time-embedding and parameter gradients against central finite
-// differences in double (tolerance: testing/gradient_check.hpp defaults).
+// two blocks), and a down_block / up_block pair with its skip connections (blocks/unet_blocks.hpp) —
+// input, context, time-embedding and parameter gradients against central finite differences in
+// double (tolerance: testing/gradient_check.hpp defaults).
 
 #include <diffuse/nn/blocks/resnet_block.hpp>
 #include <diffuse/nn/blocks/transformer2d.hpp>
+#include <diffuse/nn/blocks/unet_blocks.hpp>
 
 #include "nn/layer_fixtures.hpp"
 
@@ -117,4 +119,56 @@ TEST_CASE("transformer2d: finite-difference gradients for conv and linear projec
         CHECK(names[2].name == "attentions.0.proj_in.weight");
         CHECK(names.back().name == "attentions.0.proj_out.bias");
     }
+}
+
+// x -> skip s0 = x;  down: h = resnet(x), skip s1 = h;  up: h = resnet(h ‖ pop s1), h = resnet(h ‖ pop s0)
+TEST_CASE("down_block and up_block: skips are pushed and popped in order, gradients flow through them") {
+    auto resnet = [](std::int64_t cin, std::int64_t cout) {
+        resnet_block_options o;
+        o.in_channels = cin;
+        o.out_channels = cout;
+        o.temb_channels = 3;
+        o.groups = 2;
+        return resnet_block2d<double>(o);
+    };
+    struct pair_model {
+        down_block<double> down;
+        up_block<double> up;
+        void collect(parameter_list<double>& out, const std::string& p) {
+            down.collect(out, join_name(p, "down_blocks.0"));
+            up.collect(out, join_name(p, "up_blocks.0"));
+        }
+    } m;
+    m.down.resnets.push_back(resnet(2, 4));
+    m.up.resnets.push_back(resnet(4 + 4, 4));
+    m.up.resnets.push_back(resnet(4 + 2, 4));
+    nn_test::randomize<double>(m, 13, 0.3);
+    HT temb = nn_test::randn<double>({2, 3}, 14);
+    const block_context<double> ctx{temb.cview(), std::nullopt, std::nullopt};
+    auto forward = [&](const HT& x, typename down_block<double>::cache* cd, typename up_block<double>::cache* cu) {
+        std::vector<host_tensor<double>> skips{x};
+        HT h = m.down.forward(x, ctx, skips, cd);
+        std::size_t top = skips.size();
+        h = m.up.forward(std::move(h), ctx, skips, top, cu);
+        CHECK(top == 0);
+        return h;
+    };
+    HT x = nn_test::randn<double>({2, 2, 3, 3}, 15);
+    nn_test::check_layer_gradients(
+        "down/up pair", m, x, [&](const HT& v) { return forward(v, nullptr, nullptr); },
+        [&](const HT& v, const HT& w) {
+            typename down_block<double>::cache cd;
+            typename up_block<double>::cache cu;
+            forward(v, &cd, &cu);
+            block_gradients<double> g;
+            g.dtemb = HT({2, 3}, 0.0);
+            std::vector<host_tensor<double>> dskips(2);
+            HT d = m.up.backward(copy_of(w.cview()), cu, dskips, g);
+            d = m.down.backward(std::move(d), cd, dskips, g);
+            add_into(d.view(), dskips[0].cview());  // s0 = x itself
+            return d;
+        });
+    auto names = parameters_of<double>(m);
+    CHECK(names.front().name == "down_blocks.0.resnets.0.norm1.weight");
+    CHECK(names.back().name == "up_blocks.0.resnets.1.conv_shortcut.bias");
 }

@@ -1,7 +1,7 @@
-// Adam / AdamW (nn/optim/adam.hpp) against closed forms.
+// Adam / AdamW (nn/optim/adam.hpp) against closed forms. Included through the nn/ umbrella, which
+// this file thereby checks as users include it.
 
-#include <diffuse/nn/layers/linear.hpp>
-#include <diffuse/nn/optim/adam.hpp>
+#include <diffuse/nn/nn.hpp>
 
 #include <doctest/doctest.h>
 

@@ -21,10 +21,6 @@
 namespace diffuse::nn {
 
 namespace detail {
-inline bool ends_with(const std::string& s, const char* suffix) {
-    const std::string t(suffix);
-    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-}
 inline bool is_norm_parameter(const std::string& name) {
     const auto dot = name.rfind('.');
     const std::string module = dot == std::string::npos ? name : name.substr(0, dot);
@@ -44,8 +40,8 @@ void init_parameters(M& m, std::uint64_t seed) {
         parameter<T>& p = *params[k].param;
         T* v = p.value.data();
         const std::int64_t n = p.numel();
-        const bool is_bias = detail::ends_with(name, ".bias");
-        const bool table = p.value.rank() == 2 && (detail::ends_with(name, "class_embedding.weight") ||
+        const bool is_bias = name.ends_with(".bias");
+        const bool table = p.value.rank() == 2 && (name.ends_with("class_embedding.weight") ||
                                                    name.find("embedding.weight") != std::string::npos) &&
                            name.find("time_embedding") == std::string::npos;
         if (p.value.rank() == 1 && detail::is_norm_parameter(name)) {

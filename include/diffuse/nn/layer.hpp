@@ -30,7 +30,7 @@
 #include <diffuse/core/memory_space.hpp>
 #include <diffuse/core/shape.hpp>
 #include <diffuse/core/tensor.hpp>
-#include <diffuse/nn/detail/parallel.hpp>
+#include <diffuse/backend/for_each.hpp>
 
 #include <algorithm>
 #include <concepts>
@@ -149,9 +149,7 @@ host_tensor<T> zeros(const diffuse::shape& s) {
 template <class T>
 host_tensor<T> copy_of(cview<T> x) {
     host_tensor<T> y(x.shape());
-    detail::parallel_ranges(x.numel(), [&](std::int64_t b, std::int64_t e) {
-        std::copy(x.data() + b, x.data() + e, y.data() + b);
-    });
+    diffuse::for_each<host_space>(x.numel(), [&](std::int64_t i) { y.data()[i] = x.data()[i]; });
     return y;
 }
 

@@ -12,6 +12,7 @@
 // resample: nearest 2× (up) or 2×2 average pool (down), applied to both branches.
 // Backward returns dx and this block's contribution to dtemb (the caller sums over blocks).
 
+#include <diffuse/backend/for_each.hpp>
 #include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/activations.hpp>
@@ -154,8 +155,8 @@ public:
         h = conv2.forward(h.cview(), c ? &c->c2 : nullptr);
         host_tensor<T> sc = conv_shortcut ? conv_shortcut->forward(xs, c ? &c->cs : nullptr) : copy_of(xs);
         const T r = static_cast<T>(opt_.output_scale_factor);
-        detail::parallel_ranges(h.numel(), [&](std::int64_t lo, std::int64_t hi) {
-            for (std::int64_t i = lo; i < hi; ++i) h.data()[i] = (sc.data()[i] + h.data()[i]) / r;
+        diffuse::for_each<host_space>(h.numel(), [&](std::int64_t i) {
+            h.data()[i] = (sc.data()[i] + h.data()[i]) / r;
         });
         if (c) c->filled = true;
         return h;
@@ -171,9 +172,7 @@ public:
         const activation<T> silu(activation_kind::silu);
         const T r = static_cast<T>(opt_.output_scale_factor);
         host_tensor<T> d(dy.shape());
-        detail::parallel_ranges(d.numel(), [&](std::int64_t lo, std::int64_t hi) {
-            for (std::int64_t i = lo; i < hi; ++i) d.data()[i] = dy.data()[i] / r;
-        });
+        diffuse::for_each<host_space>(d.numel(), [&](std::int64_t i) { d.data()[i] = dy.data()[i] / r; });
         // shortcut branch
         host_tensor<T> dxs = conv_shortcut ? conv_shortcut->backward(d.cview(), c.cs) : copy_of(d.cview());
         // main branch

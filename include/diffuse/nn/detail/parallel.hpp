@@ -1,11 +1,12 @@
 #pragma once
-// Host loops of nn/: `parallel_for(n, f)` calls f(i) for i in [0, n), spread over the OpenMP
-// threads in an OpenMP build, in order in a serial one. Each f(i) must write only its own
-// outputs, so results do not depend on the thread count (the serial backend is the oracle).
+// Host loops of nn/ over coarse items (images, groups, heads): `parallel_for(n, f)` calls f(i) for i
+// in [0, n), spread over the OpenMP threads in an OpenMP build, in order in a serial one — however
+// small n is (backend's for_each, used for element-wise loops, stays serial below 2^15 items).
+// Each f(i) must write only its own outputs, so results do not depend on the thread count (the
+// serial backend is the oracle).
 
 #include <diffuse/core/config.hpp>
 
-#include <algorithm>
 #include <cstdint>
 
 #if DIFFUSE_HAS_OPENMP
@@ -30,13 +31,6 @@ void parallel_for(std::int64_t n, F&& f) {
 #else
     for (std::int64_t i = 0; i < n; ++i) f(i);
 #endif
-}
-
-/// f(begin, end) over [0, n) cut into blocks of `block` elements (fixed boundaries, so the split
-/// never depends on the thread count); for memory-bound element-wise loops.
-template <class F>
-void parallel_ranges(std::int64_t n, F&& f, std::int64_t block = 16384) {
-    parallel_for((n + block - 1) / block, [&](std::int64_t i) { f(i * block, std::min(n, (i + 1) * block)); });
 }
 
 }  // namespace diffuse::nn::detail

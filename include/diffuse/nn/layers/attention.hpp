@@ -20,6 +20,7 @@
 // (the residual connection and the division are part of that module in diffusers).
 
 #include <diffuse/core/eigen_adapter.hpp>
+#include <diffuse/backend/for_each.hpp>
 #include <diffuse/nn/detail/flops.hpp>
 #include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
@@ -232,8 +233,8 @@ public:
         host_tensor<T> a = attn.forward(tokens.cview(), std::nullopt, c ? &c->attn : nullptr);
         host_tensor<T> y = tokens_to_channels(a.cview(), H, W);
         const T r = static_cast<T>(rescale_);
-        detail::parallel_ranges(y.numel(), [&](std::int64_t lo, std::int64_t hi) {
-            for (std::int64_t i = lo; i < hi; ++i) y.data()[i] = (y.data()[i] + x.data()[i]) / r;
+        diffuse::for_each<host_space>(y.numel(), [&](std::int64_t i) {
+            y.data()[i] = (y.data()[i] + x.data()[i]) / r;
         });
         if (c) {
             c->H = H;

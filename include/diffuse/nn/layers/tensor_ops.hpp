@@ -10,6 +10,7 @@
 //   tokens_to_channels(t, H, W)   [B, H·W, C] -> [B, C, H, W]    (its inverse, and its adjoint)
 //   add_channel_bias(x, v)        y[b, c, ...] = x[b, c, ...] + v[b, c]   (the time-embedding add)
 
+#include <diffuse/backend/for_each.hpp>
 #include <diffuse/nn/detail/parallel.hpp>
 #include <diffuse/nn/layer.hpp>
 
@@ -23,26 +24,20 @@ template <class T>
 host_tensor<T> add(cview<T> a, cview<T> b) {
     require_same_shape(a.shape(), "a", b.shape(), "b");
     host_tensor<T> y(a.shape());
-    detail::parallel_ranges(a.numel(), [&](std::int64_t lo, std::int64_t hi) {
-        for (std::int64_t i = lo; i < hi; ++i) y.data()[i] = a.data()[i] + b.data()[i];
-    });
+    diffuse::for_each<host_space>(a.numel(), [&](std::int64_t i) { y.data()[i] = a.data()[i] + b.data()[i]; });
     return y;
 }
 
 template <class T>
 void add_into(view<T> acc, cview<T> x) {
     require_same_shape(acc.shape(), "acc", x.shape(), "x");
-    detail::parallel_ranges(x.numel(), [&](std::int64_t lo, std::int64_t hi) {
-        for (std::int64_t i = lo; i < hi; ++i) acc.data()[i] += x.data()[i];
-    });
+    diffuse::for_each<host_space>(x.numel(), [&](std::int64_t i) { acc.data()[i] += x.data()[i]; });
 }
 
 template <class T>
 host_tensor<T> scale(cview<T> x, T s) {
     host_tensor<T> y(x.shape());
-    detail::parallel_ranges(x.numel(), [&](std::int64_t lo, std::int64_t hi) {
-        for (std::int64_t i = lo; i < hi; ++i) y.data()[i] = s * x.data()[i];
-    });
+    diffuse::for_each<host_space>(x.numel(), [&](std::int64_t i) { y.data()[i] = s * x.data()[i]; });
     return y;
 }
 
