@@ -18,5 +18,6 @@
 #include <diffuse/analytic/analytic.hpp>
 #include <diffuse/nn/nn.hpp>
 #include <diffuse/models/models.hpp>
+#include <diffuse/guidance/guidance.hpp>
 #include <diffuse/samplers/samplers.hpp>
 #include <diffuse/testing/testing.hpp>

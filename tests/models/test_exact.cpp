@@ -148,10 +148,11 @@ TEST_CASE("exact_mixture_denoiser on many rows is blocked identically for every 
 TEST_CASE_TEMPLATE("exact_mixture_denoiser with labels equals the conditional mixture row by row", T, float, double) {
     const analytic::gaussian_mixture mix = test_mixture();
     const tensor<T, host_space> x = batch<T>(5);
-    const std::vector<int> labels = {1, 0, 1, 1, 0};
+    const std::vector<int> labels = {1, 0, 2, 1, 0};  // 2 = the null label: the whole mixture
     for (pt type : {pt::sample, pt::epsilon, pt::score, pt::v_prediction}) {
         const exact_mixture_denoiser model(mix, type);
         CHECK(model.n_classes() == 2);
+        CHECK(model.null_class_label() == 2);
         for (const noise_condition& level : levels) {
             CAPTURE(process::to_string(type));
             CAPTURE(level.a);
@@ -159,8 +160,12 @@ TEST_CASE_TEMPLATE("exact_mixture_denoiser with labels equals the conditional mi
             model(out.view(), x.cview(), level, class_labels(labels));
             const Eigen::MatrixXd ref0 = reference(mix.conditional(0), type, x, level.a, level.s);
             const Eigen::MatrixXd ref1 = reference(mix.conditional(1), type, x, level.a, level.s);
+            const Eigen::MatrixXd refu = reference(mix, type, x, level.a, level.s);
             Eigen::MatrixXd ref(5, 3);
-            for (int b = 0; b < 5; ++b) ref.row(b) = labels[static_cast<std::size_t>(b)] == 0 ? ref0.row(b) : ref1.row(b);
+            for (int b = 0; b < 5; ++b) {
+                const int y = labels[static_cast<std::size_t>(b)];
+                ref.row(b) = y == 0 ? ref0.row(b) : y == 1 ? ref1.row(b) : refu.row(b);
+            }
             check_rows(out, ref);
         }
     }
@@ -194,8 +199,9 @@ TEST_CASE("exact denoisers: errors name argument, value and allowed range") {
 
     const std::vector<int> two = {0, 1};
     DIFFUSE_CHECK_ERROR(m(out.view(), x.cview(), lv, class_labels(two)), "labels.size() = 2", "batch size B = 3");
-    const std::vector<int> bad = {0, 2, 1};
-    DIFFUSE_CHECK_ERROR(m(out.view(), x.cview(), lv, class_labels(bad)), "labels[1] = 2", "class label in [0, 2)");
+    const std::vector<int> bad = {0, 3, 1};
+    DIFFUSE_CHECK_ERROR(m(out.view(), x.cview(), lv, class_labels(bad)), "labels[1] = 3",
+                        "class label in [0, 2) or the null label 2");
     const std::vector<int> neg = {0, 1, -1};
     DIFFUSE_CHECK_ERROR(m(out.view(), x.cview(), lv, class_labels(neg)), "labels[2] = -1", "[0, 2)");
 }

@@ -17,4 +17,5 @@
 
 #include <diffuse/analytic/gaussian.hpp>
 #include <diffuse/analytic/gaussian_mixture.hpp>
+#include <diffuse/analytic/guided_gaussian.hpp>
 #include <diffuse/analytic/noise_level.hpp>

@@ -31,6 +31,7 @@
 
 #include <cmath>
 #include <concepts>
+#include <cstddef>
 #include <limits>
 #include <optional>
 #include <span>
@@ -49,6 +50,12 @@ struct noise_condition {
     /// training timestep t in [0, T−1] (diffusers indexing; fractional for interpolated grids)
     /// or a continuous time. Exact models ignore it; networks trained on timesteps need it.
     std::optional<double> timestep{};
+    /// Where the call sits in a sampling run, when known: the driver (samplers/sampler.hpp) sets
+    /// step = i, the index of the model evaluation, and num_steps = sampler.num_steps(). Models
+    /// ignore them; guidance uses them for intervals and schedules given in steps (guidance/).
+    /// A loop of one's own that wants those sets them the same way.
+    std::optional<std::size_t> step{};
+    std::size_t num_steps = 0;
 
     /// σ = s/a, the VE / EDM noise level of the same signal-to-noise ratio (+inf at a = 0).
     double sigma() const {
@@ -81,6 +88,9 @@ inline void check_noise_condition(const noise_condition& level) {
     if (level.a == 0.0 && level.s == 0.0)
         fail_argument("level.s", level.s, "> 0 when level.a = 0 (x_t = a·x0 + s·eps needs a > 0 or s > 0)");
     if (level.timestep) require_finite(*level.timestep, "level.timestep");
+    if (level.step && *level.step >= level.num_steps)
+        fail_argument("level.step", *level.step,
+                      "< level.num_steps = " + std::to_string(level.num_steps) + " (a step index of the run)");
 }
 
 /// The condition of an unconditional call.

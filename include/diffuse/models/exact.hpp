@@ -6,7 +6,10 @@
 //   exact_gaussian_denoiser(gaussian, type)   x0 ~ N(μ, Σ)
 //   exact_mixture_denoiser(mixture, type)     x0 ~ Σ_k π_k N(m_k, C_k); called with no_condition it
 //                                             is the unconditional model, with class_labels (one per
-//                                             batch item) row b uses mixture.conditional(labels[b])
+//                                             batch item) row b uses mixture.conditional(labels[b]),
+//                                             and the null label n_classes() (null_class_label())
+//                                             the whole mixture, as a U-Net trained with condition
+//                                             dropout does (guidance/ batches cond + null in one call)
 // type is any prediction_type (default epsilon), computed directly from the analytic model in
 // double (v = â·E[eps|x_t] − ŝ·E[x0|x_t]) and rounded once to T. Any level the analytic model
 // accepts works, including a = 0 and s = 0.
@@ -71,6 +74,9 @@ public:
     const analytic::gaussian_mixture& model() const { return model_; }
     Eigen::Index dimension() const { return model_.dimension(); }
     int n_classes() const { return model_.n_classes(); }
+    /// The label that asks for the unconditional prediction: n_classes() (the same convention as
+    /// nn::unet_config::null_class_label(), num_class_embeds − 1 for a table of K + 1 rows).
+    int null_class_label() const { return model_.n_classes(); }
 
     /// Unconditional: the prediction of the whole mixture.
     template <class T, class S>
@@ -81,8 +87,9 @@ public:
         if constexpr (std::is_same_v<S, host_space>) detail::predict_row_blocks(model_, type_, out, x_t, level);
     }
 
-    /// Class-conditional: row b is the prediction of p(x0 | y = labels[b]) = mixture.conditional(labels[b]).
-    /// labels.size() == B, every label in [0, n_classes()).
+    /// Class-conditional: row b is the prediction of p(x0 | y = labels[b]) = mixture.conditional(labels[b]),
+    /// or of the whole mixture when labels[b] = null_class_label(). labels.size() == B, every label in
+    /// [0, n_classes()].
     template <class T, class S>
     void operator()(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x_t,
                     const noise_condition& level, class_labels labels) const {
@@ -92,21 +99,24 @@ public:
         require(labels.size() == b, "labels.size()", labels.size(),
                 "the batch size B = " + std::to_string(b) + " (one label per batch item)");
         for (std::size_t i = 0; i < labels.size(); ++i)
-            require(labels[i] >= 0 && labels[i] < n_classes(), "labels[" + std::to_string(i) + "]", labels[i],
-                    "a class label in [0, " + std::to_string(n_classes()) + ")");
+            require(labels[i] >= 0 && labels[i] <= n_classes(), "labels[" + std::to_string(i) + "]", labels[i],
+                    "a class label in [0, " + std::to_string(n_classes()) + ") or the null label " +
+                        std::to_string(n_classes()) + " (unconditional)");
         if constexpr (std::is_same_v<S, host_space>) {
             const Eigen::MatrixXd x = detail::rows_as_double(x_t, dimension());
             Eigen::MatrixXd result(x.rows(), x.cols());
-            // One evaluation per class present, on the rows carrying that label.
-            for (int y = 0; y < n_classes(); ++y) {
+            // One evaluation per class present (and for the null label), on the rows carrying that label.
+            for (int y = 0; y <= n_classes(); ++y) {
                 std::vector<Eigen::Index> rows;
                 for (std::size_t i = 0; i < b; ++i)
                     if (labels[i] == y) rows.push_back(static_cast<Eigen::Index>(i));
                 if (rows.empty()) continue;
                 Eigen::MatrixXd xy(static_cast<Eigen::Index>(rows.size()), x.cols());
                 for (std::size_t j = 0; j < rows.size(); ++j) xy.row(static_cast<Eigen::Index>(j)) = x.row(rows[j]);
-                const Eigen::MatrixXd py = detail::exact_prediction(conditionals_[static_cast<std::size_t>(y)],
-                                                                    type_, xy, level.a, level.s);
+                const Eigen::MatrixXd py =
+                    y == n_classes() ? detail::exact_prediction(model_, type_, xy, level.a, level.s)
+                                     : detail::exact_prediction(conditionals_[static_cast<std::size_t>(y)], type_, xy,
+                                                                level.a, level.s);
                 for (std::size_t j = 0; j < rows.size(); ++j) result.row(rows[j]) = py.row(static_cast<Eigen::Index>(j));
             }
             detail::write_rows(out, result);

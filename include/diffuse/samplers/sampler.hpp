@@ -31,9 +31,9 @@
 // UniPC) restart their history at begin_index(). step() is therefore non-const for them.
 //
 // The driver sample(model, sampler, x, rng, callback, cond) owns the loop: for each i from
-// begin_index() it calls prepare_step (if any), the model at (c_in·x, model_level(i), cond),
-// checks the output is finite (one max|·| pass; a diffuse::error names the step and timestep
-// otherwise), then sampler.step(out, model.prediction(), i, x, rng), then
+// begin_index() it calls prepare_step (if any), the model at (c_in·x, model_level(i), cond) with
+// level.step = i and level.num_steps = n set, checks the output is finite (one max|·| pass; a
+// diffuse::error names the step and timestep otherwise), then sampler.step(out, model.prediction(), i, x, rng), then
 // callback(step_info{i, timestep, level}, x). It is exactly the loop a user would write with the
 // stepping API (tests/samplers/test_driver.cpp checks bitwise equality).
 
@@ -193,7 +193,9 @@ void sample(const M& model, Sm& sampler, tensor_view<T, S> x, philox_rng& rng, C
     tensor<T, S> scaled;  // c_in·x, allocated only when some c_in != 1
     for (std::size_t i = begin_index_of(sampler); i < n; ++i) {
         if constexpr (has_prepare_step<Sm, T, S>) sampler.prepare_step(i, x, rng);
-        const noise_condition level = sampler.model_level(i);
+        noise_condition level = sampler.model_level(i);
+        level.step = i;  // guidance schedules and intervals in steps read these
+        level.num_steps = n;
         const double c_in = sampler.model_input_scale(i);
         tensor_view<const T, S> model_input = x;
         if (c_in != 1.0) {

@@ -30,3 +30,6 @@
 #include <diffuse/samplers/inversion.hpp>
 #include <diffuse/samplers/repaint.hpp>
 #include <diffuse/samplers/slerp.hpp>
+
+// guidance tables (CFG++ weights, classifier guidance's condition_mean)
+#include <diffuse/samplers/guidance_tables.hpp>
