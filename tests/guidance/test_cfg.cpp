@@ -128,7 +128,7 @@ TEST_CASE_TEMPLATE("cfg: one batched 2B call equals two separate calls, and the 
     CHECK(bitwise_equal(joined, mixed));
 }
 
-TEST_CASE("cfg: standard CFG does not depend on the space it is combined in; the output declares that space") {
+TEST_CASE("cfg: standard CFG does not depend on the space it is combined in, the output declares that space") {
     const exact_mixture_denoiser model(guidance_mixture(), pt::epsilon);
     const tensor<double, host_space> x = guidance_batch<double>(6);
     const std::vector<int> nulls = guidance::null_labels(6, model.null_class_label());
@@ -152,7 +152,7 @@ TEST_CASE("cfg: standard CFG does not depend on the space it is combined in; the
     }
 }
 
-TEST_CASE("cfg: guidance rescale equals Lin et al.'s formula; both std conventions give the same ratio") {
+TEST_CASE("cfg: guidance rescale equals Lin et al.'s formula, both std conventions give the same ratio") {
     // c and g by hand: item 0 c = (1, 2, 3, 6), g = (0, 4, 8, −4): mean(c) = 3, Σ(c − 3)² = 4 + 1 + 0 + 9 = 14;
     // mean(g) = 2, Σ(g − 2)² = 4 + 4 + 36 + 36 = 80. std ratio = √(14/80) for N−1 and N alike.
     tensor<double, host_space> c = tensor<double, host_space>::from_values(shape{2, 4}, {1, 2, 3, 6, 0.5, -0.5, 0.25, 1.0});
@@ -194,7 +194,7 @@ TEST_CASE("cfg: guidance rescale equals Lin et al.'s formula; both std conventio
     DIFFUSE_CHECK_ERROR(guidance::rescale_guidance(flat.view(), c1.cview(), 1.5), "guidance_rescale = 1.5", "[0, 1]");
 }
 
-TEST_CASE("cfg: CFG-Zero* equals its published formula; zero_init_steps output zeros") {
+TEST_CASE("cfg: CFG-Zero* equals its published formula, zero_init_steps output zeros") {
     // item 0: c = (1, 2), u = (2, 0): <c,u> = 2, ‖u‖² = 4 -> α = 2/(4 + 1e-8)
     tensor<double, host_space> c = tensor<double, host_space>::from_values(shape{2, 2}, {1, 2, -1, 0.5});
     tensor<double, host_space> u = tensor<double, host_space>::from_values(shape{2, 2}, {2, 0, 0.5, 0.5});
@@ -233,7 +233,7 @@ TEST_CASE("cfg: CFG-Zero* equals its published formula; zero_init_steps output z
                         "level.step");
 }
 
-TEST_CASE("cfg: APG equals its published formula; with η = 1 and no threshold or momentum it is CFG") {
+TEST_CASE("cfg: APG equals its published formula, with η = 1 and no threshold or momentum it is CFG") {
     tensor<double, host_space> c = tensor<double, host_space>::from_values(shape{2, 3}, {1, 2, 2, 0.5, -1, 0.25});
     tensor<double, host_space> u = tensor<double, host_space>::from_values(shape{2, 3}, {0, 1, 3, 1, 1, -0.5});
     // Independent: Δ = c − u, threshold, projection on c, update = Δ⊥ + ηΔ∥, pred = base + w·update.

@@ -147,7 +147,7 @@ TEST_CASE("equal covariances: CFG is the tilted model at every level, and sample
     CHECK(order_of(guided, dpm, ref, ladder, 2.0, "CFG (equal covariances), DPM-Solver++(2M) -> tilt").passed);
 }
 
-TEST_CASE("unequal covariances: only the t -> 0 score is the tilt's; the samplers converge to the CFG ODE's closed form") {
+TEST_CASE("unequal covariances: only the t -> 0 score is the tilt's, the samplers converge to the CFG ODE's closed form") {
     // diagonal, equal means: l_c = (1, 0.5), l_u = (2, 0.8)
     const Eigen::Vector2d mu(0.4, -0.3);
     const gaussian cond = gaussian::diagonal(mu, Eigen::Vector2d(1.0, 0.5));

@@ -9,6 +9,8 @@
 //   unet_config.hpp           diffusers' UNet2DModel / UNet2DConditionModel config keys
 //   unet2d.hpp                the model: forward, backward, summary
 //   unet_io.hpp               load/save config.json + .safetensors with diffusers' names
+//   encoder_classifier.hpp    the U-Net's encoder + pooling head: a noise-conditional classifier p(y | x_t, t)
+//                             for classifier guidance; log_softmax, cross_entropy, class_log_prob_grad
 //   init.hpp                  PyTorch's default initialisation, reproducible
 //   optim/adam.hpp            Adam / AdamW with torch's arithmetic
 //   detail/flops.hpp          count_flops(f): GEMM floating-point operations of a call (benchmarks)
@@ -17,6 +19,7 @@
 #include <diffuse/nn/blocks/transformer2d.hpp>
 #include <diffuse/nn/blocks/unet_blocks.hpp>
 #include <diffuse/nn/detail/flops.hpp>
+#include <diffuse/nn/encoder_classifier.hpp>
 #include <diffuse/nn/init.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/activations.hpp>
