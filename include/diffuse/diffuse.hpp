@@ -20,4 +20,5 @@
 #include <diffuse/models/models.hpp>
 #include <diffuse/guidance/guidance.hpp>
 #include <diffuse/samplers/samplers.hpp>
+#include <diffuse/train/train.hpp>
 #include <diffuse/testing/testing.hpp>
