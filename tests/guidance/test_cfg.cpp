@@ -309,6 +309,29 @@ TEST_CASE("cfg: APG momentum runs across the steps of a sampling run and restart
         sampler.step(g.cview(), pt::epsilon, i, x3.view(), rng);
     }
     CHECK(max_diff(x1, x3) <= 1e-12);
+    // A run that begins later (img2img: begin index 3) after a full run restarts the buffer too: it equals
+    // the same partial run with a fresh wrapper.
+    const auto fresh = guidance::cfg(model, guided.options());
+    sampler.set_begin_index(3);
+    tensor<double, host_space> x4 = guidance_batch<double>(6, 1.0), x5 = x4;
+    samplers::sample(guided, sampler, x4, rng, {}, cond);
+    samplers::sample(fresh, sampler, x5, rng, {}, cond);
+    CHECK(bitwise_equal(x4, x5));
+}
+
+TEST_CASE("model_pair: CFG between two models given the same condition (autoguidance)") {
+    const analytic::gaussian_mixture mix = guidance_mixture();
+    const exact_mixture_denoiser good(mix, pt::sample), weak(mix, pt::epsilon);  // two "networks"
+    const guidance::model_pair pair(good, weak);
+    using pc = guidance::paired_condition<class_labels>;
+    const guidance::cfg_condition<pc> cond{pc{guidance::pair_member::first, labels},
+                                           pc{guidance::pair_member::second, labels}};
+    const tensor<double, host_space> x = guidance_batch<double>(6);
+    const noise_condition level = noise_condition::vp(0.3);
+    // Both are the same exact model in different parametrisations: any weight gives the conditional model.
+    const tensor<double, host_space> g = run(guidance::cfg(pair, {.weight = 2.5}), x, level, cond);
+    const tensor<double, host_space> c = run(good, x, level, class_labels(labels));
+    CHECK(max_diff(g, c) <= 1e-12);
 }
 
 TEST_CASE("cfg: intervals in steps and in σ, and per-step weight schedules") {

@@ -162,6 +162,8 @@ TEST_CASE("classifier guidance: errors name the argument, its value and what is 
     DIFFUSE_CHECK_ERROR(guidance::classifier_guidance(model, cls, {.scale = std::nan("")}), "scale = nan", "finite");
     DIFFUSE_CHECK_ERROR(guidance::classifier_guidance(model, cls, {.mode = classifier_mode::condition_mean}),
                         "mean_shift.size() = 0", "condition_mean_table");
+    DIFFUSE_CHECK_ERROR(guidance::classifier_guidance(model, cls, {.mean_shift = {1.0, 2.0}}), "mean_shift.size() = 2",
+                        "0 with mode = condition_score");
     const tensor<double, host_space> x = guidance_batch<double>(6);
     const noise_condition level = noise_condition::vp(0.5);
     const std::vector<int> five = {0, 1, 2, 0, 1};

@@ -18,9 +18,9 @@
 // its result does not depend on the space (every conversion is affine in the value with the same x_t
 // term); rescale, CFG-Zero* and APG do, and diffusers applies them to the model's own output.
 //
-// APG with momentum keeps a running average across the steps of a run (mutable state, reset when a
-// call has level.step = 0), shared by copies of the wrapper: one wrapper (and its copies) serves one
-// sampling run at a time.
+// APG with momentum keeps a running average across the steps of a run (mutable state, reset when the
+// step index of a call does not exceed the previous call's: a new run), shared by copies of the wrapper:
+// one wrapper (and its copies) serves one sampling run at a time.
 
 #include <diffuse/backend/lincomb.hpp>
 #include <diffuse/core/error.hpp>
@@ -143,14 +143,17 @@ public:
             case cfg_method::zero_star: cfg_zero_star_combine(out, cc, uc, *w, options_.formula); break;
             case cfg_method::apg: {
                 if (!options_.apg.momentum) {
-                    apg_combine<T, S>(out, cc, uc, *w, options_.formula, options_.apg, nullptr);
+                    apg_combine(out, cc, uc, *w, options_.formula, options_.apg);
                     break;
                 }
                 const std::size_t step = detail::require_step(level, "APG momentum");
                 std::lock_guard<std::mutex> lock(state_->mutex);
                 apg_state<T, S>& st = state_->template get<T, S>();
-                if (step == 0) st.reset();
-                apg_combine<T, S>(out, cc, uc, *w, options_.formula, options_.apg, &st);
+                // A new run starts when the step index does not advance (step 0, or an img2img run
+                // that begins later than the previous run ended).
+                if (!state_->last_step || step <= *state_->last_step) st.reset();
+                state_->last_step = step;
+                apg_combine(out, cc, uc, *w, options_.formula, options_.apg, &st);
                 break;
             }
         }
@@ -187,6 +190,7 @@ private:
     // APG's momentum buffers, one per element type and space (type-erased by a tiny holder).
     struct state_holder {
         std::mutex mutex;
+        std::optional<std::size_t> last_step;
         apg_state<float, host_space> f_host;
         apg_state<double, host_space> d_host;
         apg_state<float, device_space> f_device;

@@ -151,6 +151,9 @@ struct classifier_guidance_options {
 
 inline void check_classifier_guidance_options(const classifier_guidance_options& o) {
     require_nonnegative(o.scale, "scale");
+    if (o.mode == classifier_mode::condition_score && !o.mean_shift.empty())
+        fail_argument("mean_shift.size()", o.mean_shift.size(),
+                      "0 with mode = condition_score (the table is for condition_mean only)");
     if (o.mode == classifier_mode::condition_mean) {
         require(!o.mean_shift.empty(), "mean_shift.size()", 0,
                 ">= 1 for condition_mean (the sampler's per-step σ²/c_x0: samplers::condition_mean_table)");
@@ -204,6 +207,10 @@ private:
         models::check_noise_condition(level);
         require(labels.size() == static_cast<std::size_t>(x_t.size(0)), "classifier_guidance: labels.size()",
                 labels.size(), "the batch size B = " + std::to_string(x_t.size(0)) + " (one target label per item)");
+        if (options_.scale == 0.0 || !options_.interval.contains(level)) {  // unguided
+            model_(out, x_t, level, model_condition);
+            return;
+        }
         // The coefficient c of the shift s·c·g in the model's prediction type, computed (and so
         // checked) before the model runs.
         const prediction_type to = model_.prediction();
@@ -218,7 +225,6 @@ private:
             c = options_.mean_shift[i] * process::conversion_coeffs(prediction_type::sample, to, level.a, level.s).c_value;
         }
         model_(out, x_t, level, model_condition);
-        if (options_.scale == 0.0 || !options_.interval.contains(level)) return;
         const tensor<T, S> g = classifier_.log_prob_grad(x_t, level, labels);
         if (g.shape() != x_t.shape())
             fail("classifier_guidance: the classifier's gradient has shape " + g.shape().str() +

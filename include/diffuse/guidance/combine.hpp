@@ -244,7 +244,7 @@ struct apg_state {
 template <class T, class S>
 void apg_combine(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> c,
                  std::type_identity_t<tensor_view<const T, S>> u, double w, cfg_formula formula, const apg_options& o,
-                 apg_state<T, S>* state = nullptr) {
+                 std::type_identity_t<apg_state<T, S>>* state = nullptr) {
     detail::require_pair(out, c, u, "apg_combine");
     require_weight(w, formula);
     check_apg_options(o);

@@ -12,9 +12,10 @@
 //                                       cannot (e.g. class_labels with no_condition) is evaluated in two
 //                                       calls
 //   model_pair(first, second)           two denoisers presented as one whose condition `pair_member`
-//                                       picks the model: CFG between two networks (autoguidance, Karras
-//                                       et al. 2024: guide a model away from a weaker version of itself)
-//                                       or between two exact models in tests
+//                                       (or paired_condition{member, cond}) picks the model: CFG between
+//                                       two networks (autoguidance, Karras et al. 2024: guide a model away
+//                                       from a weaker version of itself, both given the same condition) or
+//                                       between two exact models in tests
 //   null_labels(B, null_label)          B copies of the null label (models' null_class_label())
 
 #include <diffuse/backend/lincomb.hpp>
@@ -172,6 +173,14 @@ void check_condition_batch(const C&, std::int64_t, const char*) {}
 /// Which model of a model_pair a call goes to.
 enum class pair_member { first, second };
 
+/// A model_pair call that also passes a condition to the chosen model (autoguidance: both networks get
+/// the same class label or prompt: cfg_condition<paired_condition<C>>{{first, c}, {second, c}}).
+template <class C>
+struct paired_condition {
+    pair_member which = pair_member::first;
+    C cond{};
+};
+
 /// Two denoisers as one: called with pair_member::first it is `first`, with ::second it is `second`
 /// converted to first's prediction type (one lincomb, models/prediction_adapter.hpp). Both are held by
 /// value (wrap with models::by_ref to refer instead).
@@ -192,6 +201,16 @@ public:
             first_(out, x_t, level, no_condition{});
         else
             models::predict_as(second_, first_.prediction(), out, x_t, level, no_condition{});
+    }
+
+    template <class T, class S, class C>
+        requires(models::denoiser<M1, T, S, C> && models::denoiser<M2, T, S, C>)
+    void operator()(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> x_t,
+                    const noise_condition& level, const paired_condition<C>& call) const {
+        if (call.which == pair_member::first)
+            first_(out, x_t, level, call.cond);
+        else
+            models::predict_as(second_, first_.prediction(), out, x_t, level, call.cond);
     }
 
 private:

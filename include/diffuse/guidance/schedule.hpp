@@ -127,7 +127,7 @@ public:
         require(std::isfinite(stop) && stop >= 0.0 && stop <= 1.0, "guidance_interval::steps: stop", stop,
                 "a fraction of the run in [0, 1]");
         require(start <= stop, "guidance_interval::steps: start", start,
-                "<= stop = " + std::to_string(stop) + " (bounds in order)");
+                "<= stop = " + diffuse::detail::format_value(stop) + " (bounds in order)");
         guidance_interval g;
         g.kind_ = kind::steps;
         g.lo_ = start;
@@ -138,7 +138,7 @@ public:
     static guidance_interval sigmas(double lo, double hi) {
         require(std::isfinite(lo) && lo >= 0.0, "guidance_interval::sigmas: lo", lo, "a finite σ >= 0");
         require(!std::isnan(hi) && hi > lo, "guidance_interval::sigmas: hi", hi,
-                "> lo = " + std::to_string(lo) + " (bounds in order; +inf allowed)");
+                "> lo = " + diffuse::detail::format_value(lo) + " (bounds in order; +inf allowed)");
         guidance_interval g;
         g.kind_ = kind::sigmas;
         g.lo_ = lo;

@@ -13,8 +13,10 @@
 //
 // condition_mean (guided-diffusion p_sample): the ancestral step x' = c_x0·x̂0 + c_xt·x + σ_i·z with
 // the mean shifted by s·σ_i²·g is the same step with x̂0 shifted by s·k_i·g, k_i = σ_i²/c_x0
-// (ddpm_step_coeffs; σ_i² is the step's model variance, 0 where the convention adds no noise and
-// β̃ = 0). condition_mean_table builds k_i for guidance::classifier_guidance_options::mean_shift.
+// (ddpm_step_coeffs; σ_i² is the step's model variance, guided-diffusion's p_variance: on the last step
+// of the improved_diffusion convention that is the β̃ of the step before, though no noise is added, and
+// 1e-20 in the diffusers convention). condition_mean_table builds k_i for
+// guidance::classifier_guidance_options::mean_shift.
 
 #include <diffuse/core/error.hpp>
 #include <diffuse/guidance/schedule.hpp>
