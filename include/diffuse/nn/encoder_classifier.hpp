@@ -39,6 +39,7 @@
 #include <diffuse/io/json.hpp>
 #include <diffuse/nn/blocks/resnet_block.hpp>
 #include <diffuse/nn/blocks/unet_blocks.hpp>
+#include <diffuse/nn/detail/unet_builder.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/activations.hpp>
 #include <diffuse/nn/layers/conv2d.hpp>
@@ -358,68 +359,13 @@ private:
     void build() {
         const unet_config c = detail::encoder_unet(config_.unet);
         const auto& boc = c.block_out_channels;
-        const std::size_t n = boc.size();
         const std::int64_t E = c.time_embed_dim(), G = c.norm_num_groups;
         const double eps = c.norm_eps;
-        const time_embedding_norm tnorm = parse_time_embedding_norm(c.resnet_time_scale_shift);
         conv_in = conv2d<T>(c.in_channels, boc[0], 3, 1, 1);
         time_embedding = timestep_embedding<T>(boc[0], E);
-        std::int64_t resnet_index = 0;
-        auto resnet = [&](std::int64_t cin, std::int64_t cout, double scale, resnet_resample rs) {
-            resnet_block_options o;
-            o.in_channels = cin;
-            o.out_channels = cout;
-            o.temb_channels = E;
-            o.groups = G;
-            o.eps = eps;
-            o.time_norm = tnorm;
-            o.output_scale_factor = scale;
-            o.dropout = c.dropout;
-            o.resample = rs;
-            ++resnet_index;
-            return resnet_block2d<T>(o);
-        };
-        auto spatial = [&](std::int64_t ch, double scale, std::int64_t groups) {
-            const std::int64_t head_dim = c.attention_head_dim.empty() ? ch : c.attention_head_dim[0];
-            level_attention<T> a;
-            a.spatial.emplace(ch, ch / head_dim, head_dim, groups, eps, scale);
-            return a;
-        };
-        std::int64_t out_ch = boc[0];
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::int64_t in_ch = out_ch;
-            out_ch = boc[i];
-            const bool final_block = i + 1 == n;
-            const std::string& type = c.down_block_types[i];
-            down_block<T> blk;
-            blk.first_resnet = resnet_index;
-            for (std::int64_t j = 0; j < c.layers_per_block; ++j) {
-                blk.resnets.push_back(resnet(j == 0 ? in_ch : out_ch, out_ch, 1.0, resnet_resample::none));
-                if (type == "AttnDownBlock2D") blk.attentions.push_back(spatial(out_ch, 1.0, G));
-            }
-            if (!final_block) {
-                if (type == "AttnDownBlock2D" && c.downsample_type == "resnet")
-                    blk.resnet_downsampler.emplace(resnet(out_ch, out_ch, 1.0, resnet_resample::down));
-                else
-                    blk.downsampler.emplace(out_ch, true, out_ch, c.downsample_padding);
-            }
-            down_blocks.push_back(std::move(blk));
-        }
-        if (c.mid_block_type) {
-            mid_block<T> m;
-            m.first_resnet = resnet_index;
-            const std::int64_t ch = boc.back();
-            m.resnets.push_back(resnet(ch, ch, c.mid_block_scale_factor, resnet_resample::none));
-            if (c.add_attention) {
-                // as unet2d: attn_norm_num_groups, else norm_num_groups for "default" and none for scale_shift
-                const std::int64_t groups = c.attn_norm_num_groups ? *c.attn_norm_num_groups
-                                            : tnorm == time_embedding_norm::default_add ? G
-                                                                                        : 0;
-                m.attention = spatial(ch, c.mid_block_scale_factor, groups);
-            }
-            m.resnets.push_back(resnet(ch, ch, c.mid_block_scale_factor, resnet_resample::none));
-            mid = std::move(m);
-        }
+        detail::unet_builder<T> build(c);  // the same encoder half as unet2d
+        down_blocks = build.down_blocks();
+        mid = build.mid();
         head_norm = group_norm<T>(G, boc.back(), eps);
         head_linear = linear<T>(boc.back(), config_.num_classes);
     }

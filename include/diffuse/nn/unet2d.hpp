@@ -19,6 +19,7 @@
 #include <diffuse/nn/blocks/resnet_block.hpp>
 #include <diffuse/nn/blocks/transformer2d.hpp>
 #include <diffuse/nn/blocks/unet_blocks.hpp>
+#include <diffuse/nn/detail/unet_builder.hpp>
 #include <diffuse/nn/layer.hpp>
 #include <diffuse/nn/layers/activations.hpp>
 #include <diffuse/nn/layers/conv2d.hpp>
@@ -314,78 +315,15 @@ private:
         const std::int64_t E = c.time_embed_dim(), G = c.norm_num_groups;
         const double eps = c.norm_eps;
         const bool cond = c.kind == unet_kind::unet2d_condition;
-        const time_embedding_norm tnorm = parse_time_embedding_norm(c.resnet_time_scale_shift);
         const std::int64_t kin = cond ? c.conv_in_kernel : 3, kout = cond ? c.conv_out_kernel : 3;
         conv_in = conv2d<T>(c.in_channels, boc[0], kin, 1, (kin - 1) / 2);
         time_embedding = timestep_embedding<T>(boc[0], E);
         if (!c.class_embed_type && c.num_class_embeds) class_table.emplace(*c.num_class_embeds, E);
         if (c.class_embed_type && *c.class_embed_type == "timestep") class_mlp.emplace(boc[0], E);
-        std::int64_t resnet_index = 0;
-        auto resnet = [&](std::int64_t cin, std::int64_t cout, double scale, resnet_resample rs) {
-            resnet_block_options o;
-            o.in_channels = cin;
-            o.out_channels = cout;
-            o.temb_channels = E;
-            o.groups = G;
-            o.eps = eps;
-            o.time_norm = tnorm;
-            o.output_scale_factor = scale;
-            o.dropout = c.dropout;
-            o.resample = rs;
-            ++resnet_index;
-            return resnet_block2d<T>(o);
-        };
-        // the attention of a level with `ch` channels (level index for the heads of a cross-attention model)
-        auto spatial = [&](std::int64_t ch, double scale, std::int64_t groups) {
-            const std::int64_t head_dim = c.attention_head_dim.empty() ? ch : c.attention_head_dim[0];
-            level_attention<T> a;
-            a.spatial.emplace(ch, ch / head_dim, head_dim, groups, eps, scale);
-            return a;
-        };
-        auto transformer = [&](std::int64_t ch, std::int64_t heads) {
-            level_attention<T> a;
-            a.transformer.emplace(ch, heads, ch / heads, c.transformer_layers_per_block, c.cross_attention_dim, G,
-                                  c.use_linear_projection);
-            return a;
-        };
-        std::int64_t out_ch = boc[0];
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::int64_t in_ch = out_ch;
-            out_ch = boc[i];
-            const bool final_block = i + 1 == n;
-            const std::string& type = c.down_block_types[i];
-            down_block<T> blk;
-            blk.first_resnet = resnet_index;
-            for (std::int64_t j = 0; j < c.layers_per_block; ++j) {
-                blk.resnets.push_back(resnet(j == 0 ? in_ch : out_ch, out_ch, 1.0, resnet_resample::none));
-                if (type == "AttnDownBlock2D") blk.attentions.push_back(spatial(out_ch, 1.0, G));
-                if (type == "CrossAttnDownBlock2D") blk.attentions.push_back(transformer(out_ch, c.heads_at(i)));
-            }
-            if (!final_block) {
-                if (type == "AttnDownBlock2D" && c.downsample_type == "resnet")
-                    blk.resnet_downsampler.emplace(resnet(out_ch, out_ch, 1.0, resnet_resample::down));
-                else
-                    blk.downsampler.emplace(out_ch, true, out_ch, c.downsample_padding);
-            }
-            down_blocks.push_back(std::move(blk));
-        }
-        if (c.mid_block_type) {
-            mid_block<T> m;
-            m.first_resnet = resnet_index;
-            const std::int64_t ch = boc.back();
-            m.resnets.push_back(resnet(ch, ch, c.mid_block_scale_factor, resnet_resample::none));
-            if (!cond && c.add_attention) {
-                // attn groups: attn_norm_num_groups, else norm_num_groups for "default" and none for scale_shift
-                const std::int64_t groups = c.attn_norm_num_groups ? *c.attn_norm_num_groups
-                                            : tnorm == time_embedding_norm::default_add ? G
-                                                                                        : 0;
-                m.attention = spatial(ch, c.mid_block_scale_factor, groups);
-            }
-            if (cond) m.attention = transformer(ch, c.heads_at(n - 1));
-            m.resnets.push_back(resnet(ch, ch, c.mid_block_scale_factor, resnet_resample::none));
-            mid = std::move(m);
-        }
-        out_ch = boc[n - 1];
+        detail::unet_builder<T> build(c);  // the encoder half and the resnet/attention factories
+        down_blocks = build.down_blocks();
+        mid = build.mid();
+        std::int64_t out_ch = boc[n - 1];
         for (std::size_t i = 0; i < n; ++i) {
             const std::int64_t prev_out = out_ch;
             out_ch = boc[n - 1 - i];
@@ -393,18 +331,19 @@ private:
             const bool final_block = i + 1 == n;
             const std::string& type = c.up_block_types[i];
             up_block<T> blk;
-            blk.first_resnet = resnet_index;
+            blk.first_resnet = build.resnet_index();
             const std::int64_t L = c.layers_per_block + 1;
             for (std::int64_t j = 0; j < L; ++j) {
                 const std::int64_t skip_ch = j == L - 1 ? in_ch : out_ch;
                 const std::int64_t res_in = j == 0 ? prev_out : out_ch;
-                blk.resnets.push_back(resnet(res_in + skip_ch, out_ch, 1.0, resnet_resample::none));
-                if (type == "AttnUpBlock2D") blk.attentions.push_back(spatial(out_ch, 1.0, G));
-                if (type == "CrossAttnUpBlock2D") blk.attentions.push_back(transformer(out_ch, c.heads_at(n - 1 - i)));
+                blk.resnets.push_back(build.resnet(res_in + skip_ch, out_ch, 1.0, resnet_resample::none));
+                if (type == "AttnUpBlock2D") blk.attentions.push_back(build.spatial(out_ch, 1.0, G));
+                if (type == "CrossAttnUpBlock2D")
+                    blk.attentions.push_back(build.transformer(out_ch, c.heads_at(n - 1 - i)));
             }
             if (!final_block) {
                 if (type == "AttnUpBlock2D" && c.upsample_type == "resnet")
-                    blk.resnet_upsampler.emplace(resnet(out_ch, out_ch, 1.0, resnet_resample::up));
+                    blk.resnet_upsampler.emplace(build.resnet(out_ch, out_ch, 1.0, resnet_resample::up));
                 else
                     blk.upsampler.emplace(out_ch, true, out_ch);
             }
