@@ -19,6 +19,8 @@
 #include <diffuse/nn/init.hpp>
 #include <diffuse/nn/unet2d.hpp>
 
+#include "unet_configs.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -97,22 +99,9 @@ void combine_apg(benchmark::State& state) {
     set_bytes(state, 3);
 }
 
-nn::unet_config small_config() {
-    nn::unet_config c = nn::unet_config::defaults(nn::unet_kind::unet2d);
-    c.sample_size = {32};
-    c.in_channels = c.out_channels = 3;
-    c.block_out_channels = {64, 128, 128};
-    c.layers_per_block = 2;
-    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"};
-    c.up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
-    c.attention_head_dim = {32};
-    c.num_class_embeds = 11;  // 10 classes + the null label 10
-    return c;
-}
-
 void cfg_unet(benchmark::State& state, bool batched) {
     const std::int64_t b = state.range(0);
-    nn::unet2d<float> net(small_config());
+    nn::unet2d<float> net(bench::small_config());  // 10 classes + the null label 10
     nn::init_parameters<float>(net, 1);
     const models::unet_denoiser<float> model(net);
     const auto guided = guidance::cfg(models::by_ref(model), {.weight = 4.0, .batched = batched});

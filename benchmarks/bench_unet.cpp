@@ -30,6 +30,8 @@
 #include <diffuse/nn/unet2d.hpp>
 #include <diffuse/nn/unet_io.hpp>
 
+#include "unet_configs.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -49,32 +51,6 @@ namespace {
 
 std::string g_save_dir;
 
-unet_config small_config() {
-    unet_config c = unet_config::defaults(unet_kind::unet2d);
-    c.sample_size = {32};
-    c.in_channels = c.out_channels = 3;
-    c.block_out_channels = {64, 128, 128};
-    c.layers_per_block = 2;
-    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"};
-    c.up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
-    c.attention_head_dim = {32};
-    c.num_class_embeds = 11;
-    return c;
-}
-
-unet_config cross_config() {
-    unet_config c = unet_config::defaults(unet_kind::unet2d_condition);
-    c.sample_size = {16};
-    c.in_channels = c.out_channels = 4;
-    c.block_out_channels = {64, 128, 128};
-    c.layers_per_block = 2;
-    c.down_block_types = {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"};
-    c.attention_head_dim = {4};
-    c.cross_attention_dim = 64;
-    return c;
-}
-
 struct setup {
     unet_config config;
     std::string name;
@@ -82,8 +58,8 @@ struct setup {
 };
 
 setup config_of(int which) {
-    if (which == 0) return {small_config(), "small", 32, 3};
-    return {cross_config(), "cross", 16, 4};
+    if (which == 0) return {bench::small_config(), "small", 32, 3};
+    return {bench::cross_config(), "cross", 16, 4};
 }
 
 // deterministic inputs: x ~ N(0, 1), t spread over [0, 999], labels b mod 11, 8 context tokens

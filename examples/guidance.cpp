@@ -335,13 +335,7 @@ int main(int argc, char** argv) {
                 o.x_min = -4.5, o.x_max = 4.5, o.y_min = -4.5, o.y_max = 4.5;
                 o.grid = false;
                 o.legend = false;
-                const tensor<std::uint8_t, host_space> img = io::line_plot(ser, o);
-                const auto h = img.size(1), w = img.size(2);
-                for (std::int64_t yy = 0; yy < h; ++yy)
-                    for (std::int64_t xx = 0; xx < w; ++xx)
-                        big.set(label_w + static_cast<int>(k) * pw + static_cast<int>(xx), y0 + static_cast<int>(yy),
-                                io::rgb{img.cview()[(0 * h + yy) * w + xx], img.cview()[(1 * h + yy) * w + xx],
-                                        img.cview()[(2 * h + yy) * w + xx]});
+                big.draw_image(io::line_plot(ser, o), label_w + static_cast<int>(k) * pw, y0);
             }
         }
         io::save_png((out / "guidance_scatter.png").string(), big.image());

@@ -340,14 +340,7 @@ int main(int argc, char** argv) {
         o.legend = false;
         return io::line_plot(ser, o);
     };
-    auto blit = [&](const tensor<std::uint8_t, host_space>& img, int x0, int y0) {
-        const auto h = img.size(1), w = img.size(2);
-        for (std::int64_t y = 0; y < h; ++y)
-            for (std::int64_t x = 0; x < w; ++x)
-                big.set(x0 + static_cast<int>(x), y0 + static_cast<int>(y),
-                        io::rgb{img.cview()[(0 * h + y) * w + x], img.cview()[(1 * h + y) * w + x],
-                                img.cview()[(2 * h + y) * w + x]});
-    };
+    auto blit = [&](const tensor<std::uint8_t, host_space>& img, int x0, int y0) { big.draw_image(img, x0, y0); };
     for (int c = 0; c < cols; ++c)
         big.text(label_w + c * pw + pw / 2 - io::canvas::text_width("NFE " + std::to_string(grid_nfe[c])), 6,
                  "NFE " + std::to_string(grid_nfe[c]), io::colors::black, 2);

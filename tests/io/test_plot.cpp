@@ -303,3 +303,16 @@ TEST_CASE("plot: the font renders every printable ASCII character inside its cel
     CHECK(q.image().to_vector() == ref.image().to_vector());
     DIFFUSE_CHECK_ERROR(q.get(8, 0), "pixel", "(8, 0)", "8x9 canvas");
 }
+
+TEST_CASE("plot: draw_image copies a panel into a canvas at an offset, clipped at the edges") {
+    io::canvas panel(3, 2, io::colors::red);
+    panel.set(0, 0, io::colors::blue);
+    io::canvas big(5, 4);
+    big.draw_image(panel.image(), 3, 1);  // columns 3..5 (5 is outside), rows 1..2
+    CHECK(big.get(3, 1) == io::colors::blue);
+    CHECK(big.get(4, 2) == io::colors::red);
+    CHECK(big.get(2, 1) == io::colors::white);
+    CHECK(big.get(3, 3) == io::colors::white);
+    const tensor<std::uint8_t, host_space> bad(shape{2, 2, 2}, std::uint8_t{0});
+    CHECK_THROWS_WITH_AS(big.draw_image(bad, 0, 0), doctest::Contains("[3, H, W]"), diffuse::error);
+}

@@ -105,6 +105,17 @@ public:
         return {px_[i], px_[plane + i], px_[2 * plane + i]};
     }
 
+    /// Copies an RGB image [3, H, W] (line_plot's output, say) with its top-left corner at (x0, y0),
+    /// clipped to the canvas: panels of a figure.
+    void draw_image(const tensor<std::uint8_t, host_space>& img, int x0, int y0) {
+        require(img.rank() == 3 && img.size(0) == 3, "draw_image: img.shape()", img.shape().str(), "[3, H, W]");
+        const std::int64_t h = img.size(1), w = img.size(2), plane = h * w;
+        for (std::int64_t y = 0; y < h; ++y)
+            for (std::int64_t x = 0; x < w; ++x)
+                set(x0 + static_cast<int>(x), y0 + static_cast<int>(y),
+                    rgb{img[y * w + x], img[plane + y * w + x], img[2 * plane + y * w + x]});
+    }
+
     /// Fills the rectangle with corners (x0, y0) and (x1, y1), both inclusive.
     void fill_rect(int x0, int y0, int x1, int y1, rgb c) {
         if (x0 > x1) std::swap(x0, x1);
