@@ -128,6 +128,21 @@ TEST_CASE_TEMPLATE("cfg: one batched 2B call equals two separate calls, and the 
     CHECK(bitwise_equal(joined, mixed));
 }
 
+TEST_CASE("cfg: a negative condition takes the place of the null one") {
+    // uncond = another class (a negative label): the result is c_y + w·(c_y − c_neg) in the original form,
+    // i.e. the CFG formula with u the negative class's prediction
+    const exact_mixture_denoiser model(guidance_mixture(), pt::epsilon);
+    const tensor<double, host_space> x = guidance_batch<double>(6);
+    const std::vector<int> negative = {1, 0, 2, 1, 2, 0};
+    const noise_condition level = noise_condition::vp(0.35);
+    const tensor<double, host_space> g = run(guidance::cfg(model, {.weight = 2.0, .formula = cfg_formula::original}), x,
+                                             level, cfg_condition<class_labels>{labels, negative});
+    const tensor<double, host_space> c = run(model, x, level, class_labels(labels));
+    const tensor<double, host_space> n = run(model, x, level, class_labels(negative));
+    for (std::int64_t i = 0; i < x.numel(); ++i)
+        DIFFUSE_CHECK_CLOSE(g[i], c[i] + 2.0 * (c[i] - n[i]), 1e-14, 1e-14);
+}
+
 TEST_CASE("cfg: standard CFG does not depend on the space it is combined in, the output declares that space") {
     const exact_mixture_denoiser model(guidance_mixture(), pt::epsilon);
     const tensor<double, host_space> x = guidance_batch<double>(6);
