@@ -35,7 +35,9 @@ TEST_CASE_TEMPLATE("device CFG, rescale, CFG-Zero* and APG equal the host", T, f
         tensor<T, device_space> d(s);
         cfg_combine(h.view(), hc.cview(), hu.cview(), 3.5, f);
         cfg_combine(d.view(), dc.cview(), du.cview(), 3.5, f);
-        check_same_guidance(d, h, 4 * test::eps<T>);
+        // w·c + (1 − w)·u with |w|, |1 − w| <= 4.5: a fused multiply-add on the device rounds once where the
+        // host rounds twice, so they differ by ulps of the terms (<= 9× the values): 32·ε relative and absolute
+        check_same_guidance(d, h, 32 * test::eps<T>);
         rescale_guidance(h.view(), hc.cview(), 0.7);
         rescale_guidance(d.view(), dc.cview(), 0.7);
         check_same_guidance(d, h, tol);

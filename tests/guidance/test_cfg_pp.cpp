@@ -67,6 +67,8 @@ TEST_CASE("CFG++: Euler with cfg_pp_weights takes the CFG++ steps") {
         samplers::sample(guided, sampler, x, rng, {}, guidance::cfg_condition<class_labels>{labels, nulls});
         const tensor<double, host_space> ref = cfg_pp_by_hand(model, sigmas, lambda, 0.0, x0, rng2);
         CAPTURE(lambda);
+        // 11 steps in double, |x| <= 15, weights <= λ/(1 − r) ~ 10: each step rounds O(10)-sized terms, so
+        // the two orders of evaluation differ by ~1e-14; 1e-12 is 100× that.
         for (std::int64_t k = 0; k < x.numel(); ++k) DIFFUSE_CHECK_CLOSE(x[k], ref[k], 1e-12, 1e-12);
     }
 }
@@ -84,6 +86,7 @@ TEST_CASE("CFG++: Euler ancestral with cfg_pp_weights takes the ancestral CFG++ 
         samplers::sample(guided, sampler, x, rng, {}, guidance::cfg_condition<class_labels>{labels, nulls});
         const tensor<double, host_space> ref = cfg_pp_by_hand(model, sigmas, 0.6, eta, x0, rng2);
         CAPTURE(eta);
+        // as above (same noise draws; the noise term is added in the same order)
         for (std::int64_t k = 0; k < x.numel(); ++k) DIFFUSE_CHECK_CLOSE(x[k], ref[k], 1e-12, 1e-12);
     }
 }
@@ -92,4 +95,6 @@ TEST_CASE("CFG++: errors") {
     samplers::euler_sampler sampler(schedules::karras_sigmas(5, 0.02, 10.0));
     DIFFUSE_CHECK_ERROR(samplers::cfg_pp_weights(sampler, 1.5), "lambda = 1.5", "[0, 1]");
     DIFFUSE_CHECK_ERROR(samplers::cfg_pp_weights(sampler, -0.1), "lambda = -0.1", "[0, 1]");
+    // The samplers refuse non-decreasing σ themselves; the table's own guard, should one slip through:
+    DIFFUSE_CHECK_ERROR(samplers::detail::require_cfg_pp_step(1.0, 1), "σ_next/σ at step 1 = 1", "[0, 1)");
 }

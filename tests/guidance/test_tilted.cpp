@@ -199,5 +199,9 @@ TEST_CASE("unequal covariances: only the t -> 0 score is the tilt's, the sampler
                                                         big, 0.0);
     const double ode_var = gain(0) * gain(0) * (lu + big * big);
     DIFFUSE_CHECK_CLOSE(ode_var, std::pow(lc, g) * std::pow(lu, 1 - g), 0.0, 1e-7);  // 0.5
-    DIFFUSE_CHECK_CLOSE(1.0 / (g / lc + (1 - g) / lu), 2.0 / 3.0, 0.0, 1e-15);
+    const gaussian tilt1 = analytic::tilted_gaussian(gaussian(Eigen::VectorXd::Zero(1), Eigen::MatrixXd::Constant(1, 1, lc)),
+                                                     gaussian(Eigen::VectorXd::Zero(1), Eigen::MatrixXd::Constant(1, 1, lu)), g);
+    DIFFUSE_CHECK_CLOSE(tilt1.cov()(0, 0), 2.0 / 3.0, 0.0, 4 * test::eps<double>);  // harmonic, not 0.5
+    DIFFUSE_CHECK_ERROR(analytic::cfg_flow_gain(Eigen::ArrayXd::Constant(1, -1.0), Eigen::ArrayXd::Constant(1, lu), g, 1.0, 0.0),
+                        "l_cond", "variances > 0");
 }

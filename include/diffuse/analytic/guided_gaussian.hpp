@@ -51,6 +51,10 @@ inline Eigen::ArrayXd cfg_flow_gain(const Eigen::ArrayXd& l_cond, const Eigen::A
                                     double sigma_from, double sigma_to) {
     require(l_cond.size() == l_uncond.size(), "l_uncond.size()", static_cast<long long>(l_uncond.size()),
             "l_cond.size() = " + std::to_string(l_cond.size()));
+    require((l_cond > 0.0).all() && l_cond.isFinite().all(), "cfg_flow_gain: l_cond", "a variance <= 0 or not finite",
+            "finite variances > 0");
+    require((l_uncond > 0.0).all() && l_uncond.isFinite().all(), "cfg_flow_gain: l_uncond",
+            "a variance <= 0 or not finite", "finite variances > 0");
     require_nonnegative(sigma_from, "sigma_from");
     require_nonnegative(sigma_to, "sigma_to");
     auto log_phi = [&](double sigma) {

@@ -18,10 +18,12 @@
 // its result does not depend on the space (every conversion is affine in the value with the same x_t
 // term); rescale, CFG-Zero* and APG do, and diffusers applies them to the model's own output.
 //
-// APG with momentum keeps a running average across the steps of a run (mutable state, reset when the
-// step index of a call does not exceed the previous call's: a new run), shared by copies of the wrapper:
-// one wrapper (and its copies) serves one sampling run at a time.
+// APG with momentum keeps a running average across the steps of a run: mutable state inside the wrapper,
+// emptied whenever a call does not continue the previous one (step ≠ last + 1 or another num_steps: a new
+// run, img2img included). So one wrapper object serves one sampling run at a time (a copy gets its own
+// buffer) — the one exception to the Denoiser's "no per-call state" (models/denoiser.hpp).
 
+#include <diffuse/backend/for_each.hpp>
 #include <diffuse/backend/lincomb.hpp>
 #include <diffuse/core/error.hpp>
 #include <diffuse/core/tensor.hpp>
@@ -79,16 +81,28 @@ public:
         check_cfg_options(options_);
     }
 
+    /// A copy has its own (empty) APG momentum buffer: copies may serve separate runs.
+    cfg_denoiser(const cfg_denoiser& other) : model_(other.model_), options_(other.options_) {}
+    cfg_denoiser(cfg_denoiser&&) noexcept = default;
+    cfg_denoiser& operator=(const cfg_denoiser& other) {
+        model_ = other.model_;
+        options_ = other.options_;
+        state_ = std::make_shared<state_holder>();
+        return *this;
+    }
+    cfg_denoiser& operator=(cfg_denoiser&&) noexcept = default;
+
     prediction_type prediction() const { return options_.space.value_or(model_.prediction()); }
     const M& inner() const { return model_; }
     const cfg_options& options() const { return options_; }
 
     /// Whether guidance acts at this call (the interval and the weight), and the weight it uses.
     std::optional<double> active_weight(const noise_condition& level) const {
+        if (!options_.interval.contains(level)) return std::nullopt;  // the weight is not evaluated outside
         const double w = options_.weight.at(level);
         require_weight(w, options_.formula, "guidance weight at step " +
                                                 (level.step ? std::to_string(*level.step) : std::string("?")));
-        if (!options_.interval.contains(level) || w == identity_weight(options_.formula)) return std::nullopt;
+        if (w == identity_weight(options_.formula)) return std::nullopt;
         return w;
     }
 
@@ -106,9 +120,10 @@ public:
             if (from != to) lincomb(v, conv.c_xt, x, conv.c_value, tensor_view<const T, S>(v));
         };
 
+        if (options_.method == cfg_method::apg && options_.apg.momentum) track_run(level);
         if (options_.method == cfg_method::zero_star && options_.zero_init_steps > 0 &&
             detail::require_step(level, "zero_init_steps") < options_.zero_init_steps) {
-            lincomb(out, 0.0, x_t);  // CFG-Zero*'s zero initialisation: the prediction is 0
+            for_each<S>(out.numel(), detail::fill_op<T>{out.data(), T(0)});  // CFG-Zero*'s zero initialisation
             return;
         }
         const std::optional<double> w = active_weight(level);
@@ -146,13 +161,8 @@ public:
                     apg_combine(out, cc, uc, *w, options_.formula, options_.apg);
                     break;
                 }
-                const std::size_t step = detail::require_step(level, "APG momentum");
                 std::lock_guard<std::mutex> lock(state_->mutex);
                 apg_state<T, S>& st = state_->template get<T, S>();
-                // A new run starts when the step index does not advance (step 0, or an img2img run
-                // that begins later than the previous run ended).
-                if (!state_->last_step || step <= *state_->last_step) st.reset();
-                state_->last_step = step;
                 apg_combine(out, cc, uc, *w, options_.formula, options_.apg, &st);
                 break;
             }
@@ -161,6 +171,17 @@ public:
     }
 
 private:
+    // APG momentum: a call that does not continue the previous one (step != last + 1, or another
+    // num_steps) starts a new run and empties the buffers. Every call is tracked, guided or not.
+    void track_run(const noise_condition& level) const {
+        const std::size_t step = detail::require_step(level, "APG momentum");
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        const bool continues = state_->last_step && *state_->last_step + 1 == step && state_->last_num == level.num_steps;
+        if (!continues) state_->reset();
+        state_->last_step = step;
+        state_->last_num = level.num_steps;
+    }
+
     template <class T, class S, class C, class U, class Convert>
     void evaluate_separately(tensor_view<T, S> c, tensor_view<T, S> u, tensor_view<const T, S> x_t,
                              const noise_condition& level, const cfg_condition<C, U>& cond, Convert& convert) const {
@@ -191,10 +212,17 @@ private:
     struct state_holder {
         std::mutex mutex;
         std::optional<std::size_t> last_step;
+        std::size_t last_num = 0;
         apg_state<float, host_space> f_host;
         apg_state<double, host_space> d_host;
         apg_state<float, device_space> f_device;
         apg_state<double, device_space> d_device;
+        void reset() {
+            f_host.reset();
+            d_host.reset();
+            f_device.reset();
+            d_device.reset();
+        }
         template <class T, class S>
         apg_state<T, S>& get() {
             if constexpr (std::is_same_v<S, host_space>) {

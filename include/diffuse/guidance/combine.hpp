@@ -86,6 +86,13 @@ struct product_op {  // out[i] = a[i]·b[i]
 };
 
 template <class T>
+struct fill_op {  // out[i] = v
+    T* out;
+    T v;
+    DIFFUSE_HOST_DEVICE void operator()(std::int64_t i) const { out[i] = v; }
+};
+
+template <class T>
 struct squared_deviation_op {  // out[i] = (a[i] − m)²
     T* out;
     const T* a;
@@ -240,7 +247,7 @@ struct apg_state {
 };
 
 /// out = APG of c and u (the file comment). state: the momentum buffer (used when o.momentum is set;
-/// its shape must match or be empty). out must not alias c or u.
+/// its shape must match or be empty). out may alias c or u (each item is read before it is written).
 template <class T, class S>
 void apg_combine(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T, S>> c,
                  std::type_identity_t<tensor_view<const T, S>> u, double w, cfg_formula formula, const apg_options& o,
@@ -254,7 +261,7 @@ void apg_combine(tensor_view<T, S> out, std::type_identity_t<tensor_view<const T
         if (state == nullptr) fail("apg_combine: momentum is set but no apg_state was given");
         if (state->running && state->running->shape() != c.shape())
             fail("apg_combine: the momentum buffer has shape " + state->running->shape().str() +
-                 " but the predictions have " + c.shape().str() + "; expected equal shapes (reset() between runs)");
+                 " but the predictions have " + c.shape().str() + "; expected equal shapes (state.reset() between runs)");
         if (!state->running) {
             state->running.emplace(c.shape());
             lincomb(state->running->view(), 1.0, diff.cview());  // Δ̄ = Δ + β·0

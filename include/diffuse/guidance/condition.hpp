@@ -143,30 +143,37 @@ concept joinable = requires(const C& c, const U& u) { join_conditions(c, u).get(
 
 // ---- batch checks ------------------------------------------------------------------------------------
 
-/// Throws unless a condition carries one entry per batch item (B); `which` names the half ("cond").
-inline void check_condition_batch(no_condition, std::int64_t, const char*) {}
+namespace detail {
+template <class C>
+struct is_unet_condition : std::false_type {};
+template <class T>
+struct is_unet_condition<models::unet_condition<T>> : std::true_type {};
 
-inline void check_condition_batch(class_labels labels, std::int64_t batch, const char* which) {
+inline void check_labels_batch(class_labels labels, std::int64_t batch, const char* which) {
     require(labels.size() == static_cast<std::size_t>(batch), std::string(which) + ": labels.size()", labels.size(),
             "the batch size B = " + std::to_string(batch) + " of x_t (one label per item)");
 }
+}  // namespace detail
 
-template <class T>
-void check_condition_batch(const models::unet_condition<T>& c, std::int64_t batch, const char* which) {
-    if (!c.labels.empty()) check_condition_batch(class_labels(c.labels), batch, which);
-    auto check = [&](const auto& t, const char* what) {
-        if (t && (t->rank() < 1 || t->size(0) != batch))
-            fail_argument(std::string(which) + ": " + what + ".shape()", t->shape().str(),
-                          "[B, ...] with B = " + std::to_string(batch) + " (the batch size of x_t)");
-    };
-    check(c.encoder_hidden_states, "encoder_hidden_states");
-    check(c.concat, "concat");
-    check(c.class_embedding, "class_embedding");
-}
-
-/// Conditions of other types: nothing to check here (the model checks them).
+/// Throws unless a condition carries one entry per batch item (B); `which` names the half ("cond"). Labels
+/// (anything convertible to class_labels: a span, a std::vector<int>) and unet_condition are checked; other
+/// conditions are left to the model.
 template <class C>
-void check_condition_batch(const C&, std::int64_t, const char*) {}
+void check_condition_batch(const C& c, std::int64_t batch, const char* which) {
+    if constexpr (std::is_convertible_v<const C&, class_labels>) {
+        detail::check_labels_batch(class_labels(c), batch, which);
+    } else if constexpr (detail::is_unet_condition<C>::value) {
+        if (!c.labels.empty()) detail::check_labels_batch(class_labels(c.labels), batch, which);
+        auto check = [&](const auto& t, const char* what) {
+            if (t && (t->rank() < 1 || t->size(0) != batch))
+                fail_argument(std::string(which) + ": " + what + ".shape()", t->shape().str(),
+                              "[B, ...] with B = " + std::to_string(batch) + " (the batch size of x_t)");
+        };
+        check(c.encoder_hidden_states, "encoder_hidden_states");
+        check(c.concat, "concat");
+        check(c.class_embedding, "class_embedding");
+    }
+}
 
 // ---- two models as one ---------------------------------------------------------------------------
 

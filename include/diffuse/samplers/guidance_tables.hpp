@@ -37,6 +37,13 @@ inline void require_cfg_pp_lambda(double lambda) {
             "a CFG++ scale in [0, 1] (0: unconditional, 1: conditional)");
 }
 
+/// r = σ'/σ̂ of step i must be < 1 (σ decreasing), else the weight λ/(1 − r) is infinite or negative.
+inline void require_cfg_pp_step(double r, std::size_t i) {
+    if (!(r >= 0.0 && r < 1.0))
+        fail_argument("cfg_pp_weights: σ_next/σ at step " + std::to_string(i), r,
+                      "in [0, 1) (strictly decreasing σ; CFG++'s weight λ/(1 − σ_next/σ) is undefined otherwise)");
+}
+
 }  // namespace detail
 
 /// CFG++ weights w_i = λ/(1 − σ_{i+1}/σ̂_i) for euler_sampler (diffusers CFG formula).
@@ -48,6 +55,7 @@ inline guidance::guidance_weight cfg_pp_weights(const euler_sampler& sampler, do
     for (std::size_t i = 0; i < n; ++i) {
         // σ' of the step over the model's σ̂ (churn raises σ_i to σ̂_i before the model call)
         const double r = sampler.levels().sigma(i + 1) / sampler.churned_level(i).sigma();
+        detail::require_cfg_pp_step(r, i);
         w[i] = lambda / (1.0 - r);
     }
     return guidance::guidance_weight::per_step(std::move(w));
@@ -61,6 +69,7 @@ inline guidance::guidance_weight cfg_pp_weights(const euler_ancestral_sampler& s
     std::vector<double> w(n);
     for (std::size_t i = 0; i < n; ++i) {
         const double r = sampler.sigmas_down_up(i).down / sampler.state_level(i).sigma();
+        detail::require_cfg_pp_step(r, i);
         w[i] = lambda / (1.0 - r);
     }
     return guidance::guidance_weight::per_step(std::move(w));
