@@ -6,24 +6,12 @@
 #include <diffuse/samplers/thresholding.hpp>
 
 #include "backend/backend_cases.hpp"
+#include "cuda/device_check.hpp"
 
 #include <doctest/doctest.h>
 
 using namespace diffuse;
 using namespace diffuse::samplers;
-
-namespace {
-
-template <class T>
-void check_same_ddpm(const tensor<T, device_space>& d, const tensor<T, host_space>& h, double rtol) {
-    const auto got = d.to_vector();
-    int bad = 0;
-    for (std::int64_t i = 0; i < h.numel(); ++i)
-        if (!test::close(got[static_cast<std::size_t>(i)], h[i], rtol, rtol)) ++bad;
-    CHECK_MESSAGE(bad == 0, bad << " of " << h.numel() << " elements differ");
-}
-
-}  // namespace
 
 TEST_CASE_TEMPLATE("device dynamic thresholding equals the host under both conventions", T, float, double) {
     const shape s{4, 3, 16, 16};
@@ -40,13 +28,13 @@ TEST_CASE_TEMPLATE("device dynamic thresholding equals the host under both conve
         apply_thresholding(h.view(), cfg);
         apply_thresholding(d.view(), cfg);
         // The same quantile (double, same order statistics) and one clamp/divide in T.
-        check_same_ddpm(d, h, 2 * test::eps<T>);
+        test::check_same_on_device(d, h, 2 * test::eps<T>);
     }
     auto h = hx;
     auto d = hx.template to<device_space>();
     clip_sample(h.view(), 0.5);
     clip_sample(d.view(), 0.5);
-    check_same_ddpm(d, h, 0.0);
+    test::check_same_on_device(d, h, 0.0);
 }
 
 TEST_CASE_TEMPLATE("device DDPM steps equal the host (fixed and learned variances, clipping)", T, float, double) {
@@ -72,7 +60,7 @@ TEST_CASE_TEMPLATE("device DDPM steps equal the host (fixed and learned variance
                 }
             }
             // 10 steps of one lincomb (+ clamp, + exp) each: FMA contraction differs per step.
-            check_same_ddpm(d, h, 64 * test::eps<T>);
+            test::check_same_on_device(d, h, 64 * test::eps<T>);
         }
     }
     // split_model_output
@@ -83,6 +71,6 @@ TEST_CASE_TEMPLATE("device DDPM steps equal the host (fixed and learned variance
     tensor<T, device_space> dmm(s), dv(s);
     split_model_output<T, host_space>(hout.cview(), hmm.view(), hv.view());
     split_model_output<T, device_space>(dout.cview(), dmm.view(), dv.view());
-    check_same_ddpm(dmm, hmm, 0.0);
-    check_same_ddpm(dv, hv, 0.0);
+    test::check_same_on_device(dmm, hmm, 0.0);
+    test::check_same_on_device(dv, hv, 0.0);
 }

@@ -9,6 +9,7 @@
 #include <diffuse/samplers/dpmpp_sde.hpp>
 
 #include "backend/backend_cases.hpp"
+#include "cuda/device_check.hpp"
 
 #include <doctest/doctest.h>
 
@@ -40,19 +41,6 @@ struct iso_gaussian {
     }
 };
 
-template <class T>
-void check_same(const tensor<T, device_space>& d, const tensor<T, host_space>& h, double rtol) {
-    const auto got = d.to_vector();
-    int bad = 0;
-    double worst = 0.0;
-    for (std::int64_t i = 0; i < h.numel(); ++i) {
-        const double e = std::abs(static_cast<double>(got[static_cast<std::size_t>(i)]) - static_cast<double>(h[i]));
-        worst = std::max(worst, e);
-        if (!test::close(got[static_cast<std::size_t>(i)], h[i], rtol, rtol)) ++bad;
-    }
-    CHECK_MESSAGE(bad == 0, bad << " of " << h.numel() << " elements differ (max |device − host| " << worst << ")");
-}
-
 template <class Sm, class T>
 void run_both(Sm sh, Sm sd, const iso_gaussian<T>& model, const tensor<T, host_space>& x0, double rtol) {
     auto h = x0;
@@ -61,7 +49,7 @@ void run_both(Sm sh, Sm sd, const iso_gaussian<T>& model, const tensor<T, host_s
     sample(model, sh, h, rh);
     sample(model, sd, d, rd);
     CHECK(rh.normal_offset() == rd.normal_offset());
-    check_same(d, h, rtol);
+    test::check_same_on_device(d, h, rtol);
 }
 
 }  // namespace
@@ -106,6 +94,6 @@ TEST_CASE("device adaptive DPM-Solver-23 equals the host (both error norms)") {
         MESSAGE("adaptive NFE host " << a.nfe << ", device " << b.nfe);
         CHECK(a.nfe == b.nfe);
         CHECK(a.accepted == b.accepted);
-        check_same(d, h, 1e-11);
+        test::check_same_on_device(d, h, 1e-11);
     }
 }

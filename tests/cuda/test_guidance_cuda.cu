@@ -5,24 +5,12 @@
 #include <diffuse/guidance/combine.hpp>
 
 #include "backend/backend_cases.hpp"
+#include "cuda/device_check.hpp"
 
 #include <doctest/doctest.h>
 
 using namespace diffuse;
 using namespace diffuse::guidance;
-
-namespace {
-
-template <class T>
-void check_same_guidance(const tensor<T, device_space>& d, const tensor<T, host_space>& h, double rtol) {
-    const auto got = d.to_vector();
-    int bad = 0;
-    for (std::int64_t i = 0; i < h.numel(); ++i)
-        if (!test::close(got[static_cast<std::size_t>(i)], h[i], rtol, rtol)) ++bad;
-    CHECK_MESSAGE(bad == 0, bad << " of " << h.numel() << " elements differ");
-}
-
-}  // namespace
 
 TEST_CASE_TEMPLATE("device CFG, rescale, CFG-Zero* and APG equal the host", T, float, double) {
     const shape s{3, 4, 16, 16};
@@ -37,20 +25,20 @@ TEST_CASE_TEMPLATE("device CFG, rescale, CFG-Zero* and APG equal the host", T, f
         cfg_combine(d.view(), dc.cview(), du.cview(), 3.5, f);
         // w·c + (1 − w)·u with |w|, |1 − w| <= 4.5: a fused multiply-add on the device rounds once where the
         // host rounds twice, so they differ by ulps of the terms (<= 9× the values): 32·ε relative and absolute
-        check_same_guidance(d, h, 32 * test::eps<T>);
+        test::check_same_on_device(d, h, 32 * test::eps<T>);
         rescale_guidance(h.view(), hc.cview(), 0.7);
         rescale_guidance(d.view(), dc.cview(), 0.7);
-        check_same_guidance(d, h, tol);
+        test::check_same_on_device(d, h, tol);
         cfg_zero_star_combine(h.view(), hc.cview(), hu.cview(), 2.0, f);
         cfg_zero_star_combine(d.view(), dc.cview(), du.cview(), 2.0, f);
-        check_same_guidance(d, h, tol);
+        test::check_same_on_device(d, h, tol);
         const apg_options o{.eta = 0.25, .norm_threshold = 5.0, .momentum = -0.5};
         apg_state<T, host_space> hs;
         apg_state<T, device_space> ds;
         for (int step = 0; step < 2; ++step) {
             apg_combine(h.view(), hc.cview(), hu.cview(), 4.0, f, o, &hs);
             apg_combine(d.view(), dc.cview(), du.cview(), 4.0, f, o, &ds);
-            check_same_guidance(d, h, tol);
+            test::check_same_on_device(d, h, tol);
         }
     }
 }

@@ -7,23 +7,11 @@
 #include <diffuse/process/posterior.hpp>
 
 #include "backend/backend_cases.hpp"
+#include "cuda/device_check.hpp"
 
 #include <doctest/doctest.h>
 
 using namespace diffuse;
-
-namespace {
-
-template <class T>
-void check_same(const tensor<T, device_space>& d, const tensor<T, host_space>& h, double rtol) {
-    const auto got = d.to_vector();
-    int bad = 0;
-    for (std::int64_t i = 0; i < h.numel(); ++i)
-        if (!test::close(got[static_cast<std::size_t>(i)], h[i], rtol, rtol)) ++bad;
-    CHECK_MESSAGE(bad == 0, bad << " of " << h.numel() << " elements differ");
-}
-
-}  // namespace
 
 TEST_CASE_TEMPLATE("device q_sample, convert and posterior mean equal the host", T, float, double) {
     const shape s{4, 3, 8, 8};
@@ -35,13 +23,13 @@ TEST_CASE_TEMPLATE("device q_sample, convert and posterior mean equal the host",
     process::q_sample(hxt, hx0, 0.6, 0.8, hr);  // same seed: the same noise on both sides
     process::q_sample(dxt, dx0, 0.6, 0.8, dr);
     const double tol = 16 * test::eps<T>;
-    check_same(dxt, hxt, tol);
+    test::check_same_on_device(dxt, hxt, tol);
 
     tensor<T, host_space> heps(s);
     tensor<T, device_space> deps(s);
     process::convert(heps, process::prediction_type::sample, hx0, process::prediction_type::epsilon, hxt, 0.6, 0.8);
     process::convert(deps, process::prediction_type::sample, dx0, process::prediction_type::epsilon, dxt, 0.6, 0.8);
-    check_same(deps, heps, 64 * test::eps<T>);
+    test::check_same_on_device(deps, heps, 64 * test::eps<T>);
 }
 
 TEST_CASE_TEMPLATE("device KL and decoder log-likelihood equal the host", T, float, double) {
@@ -55,10 +43,10 @@ TEST_CASE_TEMPLATE("device KL and decoder log-likelihood equal the host", T, flo
     tensor<T, device_space> dk(s), dll(s);
     process::normal_kl(hk, hm1, hlv, hm2, -0.5);
     process::normal_kl(dk, dm1, dlv, dm2, -0.5);
-    check_same(dk, hk, 8 * test::eps<T>);
+    test::check_same_on_device(dk, hk, 8 * test::eps<T>);
     for (auto cdf : {process::normal_cdf::exact, process::normal_cdf::tanh_approx}) {
         process::discretized_gaussian_log_likelihood(hll, hm1, hm2, -2.0, cdf);
         process::discretized_gaussian_log_likelihood(dll, dm1, dm2, -2.0, cdf);
-        check_same(dll, hll, 8 * test::eps<T>);
+        test::check_same_on_device(dll, hll, 8 * test::eps<T>);
     }
 }

@@ -6,6 +6,10 @@
 #include "support/check.hpp"
 
 #include <diffuse/guidance/guidance.hpp>
+#include <diffuse/guidance/cfg.hpp>
+#include <diffuse/guidance/combine.hpp>
+#include <diffuse/guidance/condition.hpp>
+#include <diffuse/guidance/schedule.hpp>
 #include <diffuse/models/exact.hpp>
 #include <diffuse/models/prediction_adapter.hpp>
 #include <diffuse/samplers/ddim.hpp>

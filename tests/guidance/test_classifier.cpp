@@ -7,6 +7,7 @@
 
 #include <diffuse/backend/randn.hpp>
 #include <diffuse/guidance/guidance.hpp>
+#include <diffuse/guidance/classifier.hpp>
 #include <diffuse/models/exact.hpp>
 #include <diffuse/models/prediction_adapter.hpp>
 #include <diffuse/samplers/ddpm.hpp>

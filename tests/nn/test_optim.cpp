@@ -2,6 +2,7 @@
 // this file thereby checks as users include it.
 
 #include <diffuse/nn/nn.hpp>
+#include <diffuse/nn/optim/adam.hpp>
 
 #include <doctest/doctest.h>
 

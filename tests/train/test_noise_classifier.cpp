@@ -7,6 +7,7 @@
 #include <diffuse/nn/init.hpp>
 #include <diffuse/schedules/discrete_schedule.hpp>
 #include <diffuse/train/noise_classifier.hpp>
+#include <diffuse/train/train.hpp>  // the folder's interface header
 
 #include "support/check.hpp"
 #include "support/labelled_mixture.hpp"
