@@ -5,8 +5,8 @@
 #include "guidance/guidance_fixtures.hpp"
 #include "support/check.hpp"
 
-#include <diffuse/guidance/guidance.hpp>
 #include <diffuse/guidance/cfg.hpp>
+#include <diffuse/guidance/classifier.hpp>
 #include <diffuse/guidance/combine.hpp>
 #include <diffuse/guidance/condition.hpp>
 #include <diffuse/guidance/schedule.hpp>

@@ -6,7 +6,8 @@
 #include "support/check.hpp"
 
 #include <diffuse/backend/randn.hpp>
-#include <diffuse/guidance/guidance.hpp>
+#include <diffuse/guidance/cfg.hpp>
+#include <diffuse/guidance/classifier.hpp>
 #include <diffuse/models/exact.hpp>
 #include <diffuse/samplers/euler.hpp>
 #include <diffuse/samplers/euler_ancestral.hpp>

@@ -6,7 +6,7 @@
 #include "support/check.hpp"
 
 #include <diffuse/backend/randn.hpp>
-#include <diffuse/guidance/guidance.hpp>
+#include <diffuse/guidance/cfg.hpp>
 #include <diffuse/guidance/classifier.hpp>
 #include <diffuse/models/exact.hpp>
 #include <diffuse/models/prediction_adapter.hpp>

@@ -23,7 +23,6 @@
 #include <diffuse/core/tensor.hpp>
 #include <diffuse/models/denoiser.hpp>
 #include <diffuse/models/prediction_adapter.hpp>
-#include <diffuse/models/unet_denoiser.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +31,14 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+// Declared here, defined in models/unet_denoiser.hpp: joining and checking unet_conditions is template code
+// instantiated only when a caller (who has included that header) uses it, so guidance does not pull nn/ into
+// every translation unit.
+namespace diffuse::models {
+template <class T>
+struct unet_condition;
+}  // namespace diffuse::models
 
 namespace diffuse::guidance {
 
