@@ -3,6 +3,7 @@
 // what two separate calls give, and bad halves are named.
 
 #include "support/check.hpp"
+#include "support/tiny_unets.hpp"
 
 #include <diffuse/guidance/cfg.hpp>
 #include <diffuse/guidance/condition.hpp>
@@ -42,19 +43,13 @@ double max_diff(const HT& a, const HT& b) {
 TEST_CASE("cfg with a U-Net: one 2B call with null labels / empty context equals two B calls") {
     const noise_condition level = noise_condition::vp(0.4, 600.0);
     SUBCASE("class labels and the null label of a UNet2DModel") {
-        nn::unet_config c = nn::unet_config::defaults(nn::unet_kind::unet2d);
-        c.in_channels = c.out_channels = 2;
-        c.block_out_channels = {4, 8};
-        c.layers_per_block = 1;
-        c.down_block_types = {"DownBlock2D", "AttnDownBlock2D"};
-        c.up_block_types = {"AttnUpBlock2D", "UpBlock2D"};
-        c.norm_num_groups = 2;
-        c.attention_head_dim = {4};
-        c.num_class_embeds = 4;  // 3 classes + the null label 3
+        nn::unet_config c = test::tiny_unet2d();
+        c.out_channels = c.in_channels;  // a denoiser's output has x_t's shape
+        c.num_class_embeds = 4;          // 3 classes + the null label 3
         nn::unet2d<double> net(c);
         nn::init_parameters<double>(net, 2);
         const models::unet_denoiser<double> model(net);
-        const HT x = random_tensor(shape{3, 2, 8, 8}, 5);
+        const HT x = random_tensor(shape{3, 3, 8, 8}, 5);
         const std::vector<int> labels = {0, 2, 1};
         const std::vector<int> nulls = guidance::null_labels(3, net.config().null_class_label());
         const cfg_condition<models::class_labels> cond{labels, nulls};
@@ -66,15 +61,7 @@ TEST_CASE("cfg with a U-Net: one 2B call with null labels / empty context equals
         CHECK(max_diff(joined, separate) <= 1e-12);
     }
     SUBCASE("cross-attention context and the empty prompt's context of a UNet2DConditionModel") {
-        nn::unet_config c = nn::unet_config::defaults(nn::unet_kind::unet2d_condition);
-        c.in_channels = c.out_channels = 2;
-        c.block_out_channels = {4, 8};
-        c.layers_per_block = 1;
-        c.down_block_types = {"CrossAttnDownBlock2D", "DownBlock2D"};
-        c.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D"};
-        c.norm_num_groups = 2;
-        c.attention_head_dim = {2};
-        c.cross_attention_dim = 3;
+        const nn::unet_config c = test::tiny_cond();
         nn::unet2d<double> net(c);
         nn::init_parameters<double>(net, 3);
         const models::unet_denoiser<double> model(net);

@@ -11,6 +11,7 @@
 
 #include "nn/layer_fixtures.hpp"
 #include "support/check.hpp"
+#include "support/tiny_unets.hpp"
 
 #include <doctest/doctest.h>
 
@@ -58,18 +59,6 @@ unet_config tiny_without_mid() {
     return c;
 }
 
-// torch's init, then every norm parameter moved off 1 / 0 so the checks see generic values
-void randomize_classifier(encoder_classifier<double>& m, std::uint64_t seed) {
-    init_parameters<double>(m, seed);
-    std::uint64_t k = 0;
-    for (auto& p : m.parameters()) {
-        ++k;
-        if (p.name.find("norm") == std::string::npos) continue;
-        for (std::int64_t i = 0; i < p.param->numel(); ++i)
-            p.param->value.data()[i] += 0.1 * philox_normal(seed + 1, k, static_cast<std::uint64_t>(i));
-    }
-}
-
 // every parameter (3 entries each) and every input entry, for L = <w, logits>
 void check_classifier_gradients(const std::string& what, encoder_classifier<double>& net, HT& x,
                                 const std::vector<double>& t) {
@@ -106,14 +95,14 @@ std::vector<std::string> names_of(encoder_classifier<float>& m) {
 
 TEST_CASE("encoder_classifier: backward matches finite differences, attention blocks and mid block, 4x4 to 1x1") {
     encoder_classifier<double> net(tiny_with_mid(), 3);
-    randomize_classifier(net, 3);
+    test::randomize_parameters(net, 3);
     HT x = nn_test::randn<double>({2, 2, 4, 4}, 4);
     check_classifier_gradients("classifier (mid)", net, x, {17.0, 503.5});
 }
 
 TEST_CASE("encoder_classifier: backward matches finite differences, resnet downsampler and no mid block, odd size") {
     encoder_classifier<double> net(tiny_without_mid(), 4);
-    randomize_classifier(net, 7);
+    test::randomize_parameters(net, 7);
     HT x = nn_test::randn<double>({2, 1, 5, 3}, 8);  // 5x3 -> 2x1 through the resnet downsampler (avg-pool)
     check_classifier_gradients("classifier (no mid)", net, x, {250.0});
 }
@@ -195,7 +184,7 @@ TEST_CASE("log_softmax and cross_entropy: closed forms, stability, finite differ
 
 TEST_CASE("class_log_prob_grad: value, finite differences, per-item independence, parameter gradients untouched") {
     encoder_classifier<double> net(tiny_with_mid(), 3);
-    randomize_classifier(net, 31);
+    test::randomize_parameters(net, 31);
     HT x = nn_test::randn<double>({3, 2, 4, 4}, 32);
     const std::vector<double> t{3.0, 400.0, 999.0};
     const std::vector<int> y{0, 2, 1};

@@ -13,6 +13,7 @@
 #include <diffuse/nn/unet_io.hpp>
 
 #include "nn/layer_fixtures.hpp"
+#include "support/tiny_unets.hpp"
 #include "support/tmp.hpp"
 
 #include <doctest/doctest.h>
@@ -26,54 +27,11 @@ using HT = host_tensor<double>;
 
 namespace {
 
-unet_config tiny_unet2d() {
-    unet_config c = unet_config::defaults(unet_kind::unet2d);
-    c.in_channels = 3;
-    c.out_channels = 2;
-    c.block_out_channels = {4, 8};
-    c.layers_per_block = 1;
-    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D"};
-    c.up_block_types = {"AttnUpBlock2D", "UpBlock2D"};
-    c.norm_num_groups = 2;
-    c.attention_head_dim = {4};
-    c.num_class_embeds = 3;
-    c.resnet_time_scale_shift = "scale_shift";
-    c.center_input_sample = true;
-    return c;
-}
-
-unet_config tiny_cond() {
-    unet_config c = unet_config::defaults(unet_kind::unet2d_condition);
-    c.in_channels = 2;
-    c.out_channels = 2;
-    c.block_out_channels = {4, 8};
-    c.layers_per_block = 1;
-    c.down_block_types = {"CrossAttnDownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D"};
-    c.norm_num_groups = 2;
-    c.attention_head_dim = {2};
-    c.cross_attention_dim = 3;
-    c.use_linear_projection = true;
-    return c;
-}
-
-// weights ~ U(±1/√fan_in) as torch, then norm parameters perturbed so they are not at 1 / 0
-void randomize_unet(unet2d<double>& m, std::uint64_t seed) {
-    init_parameters<double>(m, seed);
-    std::uint64_t k = 0;
-    for (auto& p : m.parameters()) {
-        ++k;
-        if (p.name.find("norm") == std::string::npos) continue;
-        for (std::int64_t i = 0; i < p.param->numel(); ++i)
-            p.param->value.data()[i] += 0.1 * philox_normal(seed + 1, k, static_cast<std::uint64_t>(i));
-    }
-}
-
 }  // namespace
 
 TEST_CASE("unet2d: backward matches finite differences on a tiny class-conditional UNet2DModel") {
-    unet2d<double> net(tiny_unet2d());
-    randomize_unet(net, 3);
+    unet2d<double> net(test::tiny_unet2d());
+    test::randomize_parameters(net, 3);
     HT x = nn_test::randn<double>({2, 3, 4, 4}, 4);
     unet_inputs<double> in;
     in.timesteps = {17.0, 503.5};
@@ -102,8 +60,8 @@ TEST_CASE("unet2d: backward matches finite differences on a tiny class-condition
 }
 
 TEST_CASE("unet2d: backward matches finite differences on a tiny cross-attention U-Net (odd size)") {
-    unet2d<double> net(tiny_cond());
-    randomize_unet(net, 7);
+    unet2d<double> net(test::tiny_cond());
+    test::randomize_parameters(net, 7);
     HT x = nn_test::randn<double>({1, 2, 5, 3}, 8);  // 5x3: the up path resizes to the skip sizes
     HT ctx = nn_test::randn<double>({1, 4, 3}, 9);
     unet_inputs<double> in;
@@ -132,7 +90,7 @@ TEST_CASE("unet2d: backward matches finite differences on a tiny cross-attention
 }
 
 TEST_CASE("unet2d: parameter names and counts follow diffusers") {
-    unet2d<float> net(tiny_unet2d());
+    unet2d<float> net(test::tiny_unet2d());
     auto ps = net.parameters();
     std::vector<std::string> names;
     for (auto& p : ps) names.push_back(p.name);
@@ -176,7 +134,7 @@ TEST_CASE("unet_config: diffusers JSON round trip and defaults") {
     CHECK(c.time_embed_dim() == 256);
     unet_config again = unet_config::from_json(io::parse_json(io::to_json(c.to_json())));
     CHECK(again == c);
-    unet_config cc = tiny_cond();
+    unet_config cc = test::tiny_cond();
     CHECK(unet_config::from_json(cc.to_json()) == cc);
 }
 
@@ -215,13 +173,13 @@ TEST_CASE("unet_config: unsupported keys, block types and inconsistent values ar
 }
 
 TEST_CASE("unet2d weights: missing tensor, wrong shape and extra tensors are errors naming them") {
-    unet2d<float> net(tiny_unet2d());
+    unet2d<float> net(test::tiny_unet2d());
     init_parameters<float>(net, 1);
     io::safetensors_file f = save_parameters<float>(net);
-    unet2d<float> other(tiny_unet2d());
+    unet2d<float> other(test::tiny_unet2d());
     CHECK_NOTHROW(load_parameters<float>(other, f));
     // wrong shape: a model with 4 input channels reading a 3-channel conv_in
-    unet_config c4 = tiny_unet2d();
+    unet_config c4 = test::tiny_unet2d();
     c4.in_channels = 4;
     unet2d<float> four(c4);
     CHECK_THROWS_WITH_AS(load_parameters<float>(four, f),
@@ -273,7 +231,7 @@ TEST_CASE("unet2d weights: missing tensor, wrong shape and extra tensors are err
 }
 
 TEST_CASE("unet2d: wrong inputs are errors naming the shapes") {
-    unet2d<float> net(tiny_unet2d());
+    unet2d<float> net(test::tiny_unet2d());
     host_tensor<float> x({2, 3, 4, 4}, 0.f);
     unet_inputs<float> in;
     in.timesteps = {1.0, 2.0};
@@ -298,7 +256,7 @@ TEST_CASE("unet2d: wrong inputs are errors naming the shapes") {
     bad_t.timesteps = {1.0, 2.0, 3.0};
     CHECK_THROWS_WITH_AS(net.forward(x.cview(), bad_t), doctest::Contains("3 timesteps for a batch of 2"),
                          diffuse::error);
-    unet2d<float> cond(tiny_cond());
+    unet2d<float> cond(test::tiny_cond());
     host_tensor<float> xc({1, 2, 4, 4}, 0.f);
     unet_inputs<float> cin;
     cin.timesteps = {3.0};
@@ -314,8 +272,8 @@ TEST_CASE("unet2d: wrong inputs are errors naming the shapes") {
 }
 
 TEST_CASE("unet_denoiser: the U-Net as a Denoiser, with labels, context and concatenated channels") {
-    unet2d<double> net(tiny_unet2d());
-    randomize_unet(net, 11);
+    unet2d<double> net(test::tiny_unet2d());
+    test::randomize_parameters(net, 11);
     models::unet_denoiser<double> model(net, process::prediction_type::epsilon);
     static_assert(models::denoiser<models::unet_denoiser<double>, double, host_space, models::class_labels>);
     HT x = nn_test::randn<double>({2, 3, 4, 4}, 12), out({2, 3, 4, 4});
@@ -342,7 +300,7 @@ TEST_CASE("unet_denoiser: the U-Net as a Denoiser, with labels, context and conc
 }
 
 TEST_CASE("unet2d: OpenMP threads give the serial result bitwise (forward and backward)") {
-    unet2d<float> net(tiny_unet2d());
+    unet2d<float> net(test::tiny_unet2d());
     init_parameters<float>(net, 21);
     host_tensor<float> x = nn_test::randn<float>({3, 3, 8, 8}, 22), w = nn_test::randn<float>({3, 2, 8, 8}, 23);
     unet_inputs<float> in;
@@ -367,7 +325,7 @@ TEST_CASE("unet2d: OpenMP threads give the serial result bitwise (forward and ba
 }
 
 TEST_CASE("init_parameters: torch's default ranges, reproducible") {
-    unet2d<double> a(tiny_unet2d()), b(tiny_unet2d());
+    unet2d<double> a(test::tiny_unet2d()), b(test::tiny_unet2d());
     init_parameters<double>(a, 9);
     init_parameters<double>(b, 9);
     auto pa = a.parameters(), pb = b.parameters();
